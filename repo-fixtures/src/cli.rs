@@ -1,7 +1,10 @@
 //! The `repo-fixtures` command line. Each subcommand is a variant of [`Command`] with its own `Args` struct and a
 //! function here that calls the library; `main.rs` only parses and reports.
 
+use crate::attacks::{self, ATTACKS, AttackError};
+use crate::chain::{self, ChainOptions, FixtureRepo, RELEASES};
 use crate::http::{FaultServer, FaultServerError};
+use crate::verify::{self, VerifyError};
 use clap::{Args, Parser, Subcommand};
 use snafu::{ResultExt, Snafu};
 use std::io::{self, Write};
@@ -24,6 +27,34 @@ pub struct Cli {
 pub enum Command {
     /// Serve a directory over HTTP (the fault server, with no faults) until killed; prints the base URL.
     Serve(ServeArgs),
+    /// Build one named fixture repository (or `all`) into a directory.
+    Build(BuildArgs),
+    /// List the named fixtures.
+    List,
+    /// The main job for now: build every fixture, serve them over HTTP, load the good repository through tough as a
+    /// client would and print its updates, then keep serving (print the URLs to point a client at).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// `chain-1.0.0`, `chain-1.1.0`, `chain-1.2.0` (or `chain`, the newest), an attack name, or `all`.
+    pub name: String,
+    /// Where to build: a fixture directory (`root.json`, `metadata/`, `targets/`), or for `all` a directory of them.
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to build the fixtures; default: a new directory under the system temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The port to serve on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Exit after the check instead of serving until killed.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +79,25 @@ pub enum CliError {
         source: FaultServerError,
     },
 
+    #[snafu(display("Failed to build fixtures into {}", out.display()))]
+    Build {
+        out: PathBuf,
+        #[snafu(source(from(AttackError, Box::new)))]
+        source: Box<AttackError>,
+    },
+
+    #[snafu(display("No fixture named '{name}' (see `repo-fixtures list`)"))]
+    UnknownFixture { name: String },
+
+    #[snafu(display("Failed to create a directory for the demo"))]
+    DemoDir { source: io::Error },
+
+    #[snafu(display("The good repository failed the client check"))]
+    Verify { source: VerifyError },
+
+    #[snafu(display("Failed to start the async runtime"))]
+    Runtime { source: io::Error },
+
     #[snafu(display("Failed to write to stdout"))]
     Stdout { source: io::Error },
 }
@@ -55,6 +105,175 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Build(args) => build(&args),
+        Command::List => list(),
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context(RuntimeSnafu)
+}
+
+/// Every fixture name `build` accepts.
+pub fn fixture_names() -> Vec<String> {
+    RELEASES
+        .iter()
+        .map(|r| attacks::chain_step_name(r))
+        .chain(ATTACKS.iter().map(|a| a.name.to_string()))
+        .collect()
+}
+
+fn list() -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    for release in RELEASES {
+        writeln!(
+            stdout,
+            "{}\tgood: the release chain up to {release}",
+            attacks::chain_step_name(release)
+        )
+        .context(StdoutSnafu)?;
+    }
+    for attack in &ATTACKS {
+        writeln!(
+            stdout,
+            "{}\tattack: {} → must be rejected: {}",
+            attack.name, attack.change, attack.rejection
+        )
+        .context(StdoutSnafu)?;
+    }
+    Ok(())
+}
+
+fn build(args: &BuildArgs) -> Result<(), CliError> {
+    let name = if args.name == "chain" {
+        attacks::chain_step_name(RELEASES[RELEASES.len() - 1])
+    } else {
+        args.name.clone()
+    };
+    if name != "all" && !fixture_names().contains(&name) {
+        return UnknownFixtureSnafu { name }.fail();
+    }
+    runtime()?.block_on(async {
+        if name == "all" {
+            attacks::build_all(&args.out)
+                .await
+                .context(BuildSnafu { out: &args.out })?;
+            return Ok(());
+        }
+        // Build the chain beside the output, then keep the one that was asked for.
+        let scratch = tempfile::tempdir().context(DemoDirSnafu)?;
+        let steps = chain::build_chain(scratch.path(), &ChainOptions::default())
+            .await
+            .map_err(|source| AttackError::Chain { source })
+            .context(BuildSnafu { out: &args.out })?;
+        if let Some(attack) = attacks::find(&name) {
+            attacks::build_attack(attack, &steps, &args.out)
+                .await
+                .context(BuildSnafu { out: &args.out })?;
+        } else {
+            let step = steps
+                .iter()
+                .find(|s| s.dir.ends_with(&name))
+                .expect("name checked above");
+            chain::copy_dir(&step.dir, &args.out)
+                .map_err(|source| AttackError::Chain { source })
+                .context(BuildSnafu { out: &args.out })?;
+        }
+        Ok(())
+    })
+}
+
+fn demo(args: &DemoArgs) -> Result<(), CliError> {
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => tempfile::Builder::new()
+            .prefix("repo-fixtures-demo-")
+            .tempdir()
+            .context(DemoDirSnafu)?
+            .keep(),
+    };
+    let runtime = runtime()?;
+    let built = runtime
+        .block_on(attacks::build_all(&dir))
+        .context(BuildSnafu { out: &dir })?;
+    let server = FaultServer::builder(&dir)
+        .addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port))
+        .serve()
+        .context(ServeSnafu { dir: &dir })?;
+    let newest = attacks::chain_step_name(RELEASES[RELEASES.len() - 1]);
+    let good = FixtureRepo {
+        dir: dir.join(&newest),
+    };
+    let metadata_url = server.url_for(&format!("{newest}/metadata/"));
+    let targets_url = server.url_for(&format!("{newest}/targets/"));
+    let report = runtime
+        .block_on(verify::check_repository(
+            &good,
+            metadata_url.clone(),
+            targets_url.clone(),
+        ))
+        .context(VerifySnafu)?;
+
+    // Collected first, then printed at once and flushed, so a parent reading stdout sees the whole report.
+    let mut lines: Vec<String> = Vec::new();
+    lines.push(format!(
+        "Built {} fixture repositories in {}",
+        built.len(),
+        dir.display()
+    ));
+    lines.push(format!("Serving them at {}", server.base_url()));
+    lines.push(String::new());
+    lines.push(format!(
+        "Good repository ({newest}), loaded through tough over HTTP:"
+    ));
+    lines.push(format!(
+        "  trusted root       {}",
+        good.trusted_root().display()
+    ));
+    lines.push(format!("  metadata_base_url  {metadata_url}"));
+    lines.push(format!("  targets_base_url   {targets_url}"));
+    lines.push(format!(
+        "  role versions      timestamp {} / snapshot {} / targets {}",
+        report.timestamp_version, report.snapshot_version, report.targets_version
+    ));
+    lines.push(format!(
+        "  targets            {} (manifest.json verified: {} updates, {} migrations)",
+        report.target_count,
+        report.manifest.updates.len(),
+        report.manifest.migrations.len()
+    ));
+    for update in &report.manifest.updates {
+        lines.push(format!(
+            "    {} {} {} (max {}), {} waves",
+            update.variant,
+            update.arch,
+            update.version,
+            update.max_version,
+            update.waves.len()
+        ));
+    }
+    lines.push(String::new());
+    lines.push("Attack repositories (each must be rejected by a TUF client):".into());
+    for attack in &ATTACKS {
+        lines.push(format!(
+            "  {:32} {}",
+            attack.name,
+            server.url_for(&format!("{}/metadata/", attack.name))
+        ));
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", lines.join("\n")).context(StdoutSnafu)?;
+    out.flush().context(StdoutSnafu)?;
+    drop(out);
+    if args.once {
+        return Ok(());
+    }
+    loop {
+        thread::park();
     }
 }
 
@@ -87,7 +306,9 @@ mod tests {
     fn serve_defaults_to_a_free_loopback_port() {
         let cli =
             Cli::try_parse_from(["repo-fixtures", "serve", "repo"]).expect("valid command line");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve")
+        };
         assert_eq!(args.dir, PathBuf::from("repo"));
         assert_eq!(args.port, 0);
         assert_eq!(args.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -105,7 +326,9 @@ mod tests {
             "::1",
         ])
         .expect("valid command line");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve")
+        };
         assert_eq!(
             (args.port, args.bind.to_string()),
             (8080, "::1".to_string())

@@ -4,9 +4,19 @@
 //!   stall, corrupt a byte, 4xx/5xx, refuse Range, endless body, rate limit) and records every request.
 //! - [`nginx`]: the real thing, nginx on a loopback port from a private config, stopped on drop.
 //! - [`require`]: guards for tests that need a system tool or root (skip locally, fail loudly in CI).
+//! - [`keys`], [`chain`]: the fixed fixture keys and the good release chain 1.0.0 → 1.1.0 → 1.2.0 (two variants,
+//!   two arches, waves, migrations), published through tuftool-config at a fixed clock.
+//! - [`attacks`], [`tuf_edit`]: attack repositories, each the good chain with one thing changed, and the rejection
+//!   a TUF client must give.
+//! - [`verify`]: the client side: load a fixture through tough, read targets, play an attack.
 //! - [`cli`]: the `repo-fixtures` command.
 
+pub mod attacks;
+pub mod chain;
 pub mod cli;
 pub mod http;
+pub mod keys;
 pub mod nginx;
 pub mod require;
+pub mod tuf_edit;
+pub mod verify;

@@ -21,7 +21,7 @@ use tough::schema::{KeyHolder, Root, Signed};
 
 /// The on-disk bytes of a signed role: pretty JSON, keys sorted, signatures sorted, trailing
 /// newline (as tough writes it).
-pub(crate) fn file_bytes<T: Serialize + Clone>(signed: &Signed<T>, role: Role) -> Result<Vec<u8>> {
+pub fn file_bytes<T: Serialize + Clone>(signed: &Signed<T>, role: Role) -> Result<Vec<u8>> {
     let mut signed = signed.clone();
     signed.signatures.sort_by(|a, b| a.keyid.cmp(&b.keyid));
     let value = serde_json::to_value(&signed).context(error::SerializeSnafu { role })?;

@@ -28,7 +28,7 @@
 //! # Ok(()) }
 //! ```
 
-mod canonical;
+pub mod canonical;
 pub mod cli;
 pub mod commands;
 pub mod config;
