@@ -199,15 +199,11 @@ fn building_twice_gives_byte_identical_repositories() {
     assert_eq!(files_a, tree(b.path()));
 }
 
-#[test]
-fn an_endless_target_from_the_server_is_cut_off_at_its_listed_length() {
-    // The server streams spaces for ever after manifest.json; the client must stop at the listed length.
+/// Serves the good chain with `fault` on manifest.json and reads it as `attack` does: must be rejected as `expected`.
+fn in_flight_fault_is_rejected(fault: Fault, attack: &str, expected: Rejection) {
     let server = FaultServer::serve(world_dir()).expect("fault server");
-    server.add_rule(Rule::new(
-        PathMatch::suffix(".manifest.json"),
-        Fault::Endless,
-    ));
-    let attack = attacks::find("endless-target-data").expect("attack");
+    server.add_rule(Rule::new(PathMatch::suffix(".manifest.json"), fault));
+    let attack = attacks::find(attack).expect("attack");
     let error = runtime()
         .block_on(verify::attempt(
             attack,
@@ -215,34 +211,26 @@ fn an_endless_target_from_the_server_is_cut_off_at_its_listed_length() {
             good(),
             &ServedUrls(server.base_url()),
         ))
-        .expect_err("an endless target must be rejected");
+        .expect_err("the fault must be rejected");
     assert_eq!(
         error.tough().and_then(attacks::classify),
-        Some(Rejection::TooLarge),
+        Some(expected),
         "{error}"
     );
 }
 
 #[test]
+fn an_endless_target_from_the_server_is_cut_off_at_its_listed_length() {
+    // The server streams spaces for ever after manifest.json; the client must stop at the listed length.
+    in_flight_fault_is_rejected(Fault::Endless, "endless-target-data", Rejection::TooLarge);
+}
+
+#[test]
 fn a_corrupted_byte_in_flight_is_a_hash_mismatch() {
-    let server = FaultServer::serve(world_dir()).expect("fault server");
-    server.add_rule(Rule::new(
-        PathMatch::suffix(".manifest.json"),
+    in_flight_fault_is_rejected(
         Fault::FlipByte(3),
-    ));
-    let attack = attacks::find("target-hash-mismatch").expect("attack");
-    let error = runtime()
-        .block_on(verify::attempt(
-            attack,
-            good(),
-            good(),
-            &ServedUrls(server.base_url()),
-        ))
-        .expect_err("a corrupted target must be rejected");
-    assert_eq!(
-        error.tough().and_then(attacks::classify),
-        Some(Rejection::HashMismatch),
-        "{error}"
+        "target-hash-mismatch",
+        Rejection::HashMismatch,
     );
 }
 
