@@ -15,6 +15,7 @@ pub mod attacks;
 pub mod chain;
 pub mod cli;
 pub mod http;
+pub mod images;
 pub mod keys;
 pub mod nginx;
 pub mod require;

@@ -1,0 +1,293 @@
+//! Real OS images for the fixtures, built without root: ROOT is an ext4 filesystem made from a directory
+//! (`mke2fs -d`) holding `/usr/lib/os-release` and `/usr/share/updog/root.json`; HASH is its dm-verity hash tree
+//! (`veritysetup format`, which works on plain files); BOOT is a small ext4 holding the root hash, where the
+//! simulated boot finds it. Fixed UUIDs, salt, hash seed and clock make every image byte-for-byte reproducible.
+//!
+//! Files are read back out of an image with `debugfs -R "cat PATH"`, again without mounting anything.
+
+use snafu::{OptionExt, ResultExt, Snafu, ensure};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The fixed clock the filesystems are stamped with (2026-01-01T00:00:00Z).
+const FIXED_EPOCH: &str = "1767225600";
+/// The fixed filesystem UUID, hash seed and verity UUID.
+const FIXED_UUID: &str = "6b636168-7420-6568-2070-6c616e657421";
+/// The fixed verity salt (hex).
+const FIXED_SALT: &str = "7570646f67";
+
+/// The file in the BOOT image that holds the hex dm-verity root hash of the matching ROOT image.
+pub const ROOT_HASH_FILE: &str = "/root-hash";
+
+/// What goes into one release's images.
+#[derive(Debug, Clone)]
+pub struct OsImageSpec {
+    pub variant: String,
+    pub arch: String,
+    pub version: String,
+    pub build_id: String,
+    /// The trusted root.json the image ships for updog.
+    pub updog_root_json: Vec<u8>,
+    /// Size of the ROOT filesystem in bytes (a multiple of 4096).
+    pub root_size: u64,
+    /// Size of the BOOT filesystem in bytes (a multiple of 4096).
+    pub boot_size: u64,
+}
+
+impl OsImageSpec {
+    /// The os-release text the ROOT image carries, in upstream's keys.
+    pub fn os_release(&self) -> String {
+        format!(
+            "NAME=Bottlerocket\nID=bottlerocket\nVERSION=\"{v} (fixture)\"\nPRETTY_NAME=\"Bottlerocket OS {v} ({variant})\"\nVARIANT_ID={variant}\nVERSION_ID={v}\nBUILD_ID={build}\n",
+            v = self.version,
+            variant = self.variant,
+            build = self.build_id
+        )
+    }
+}
+
+/// The three uncompressed images of one release and the root hash that binds ROOT to HASH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsImages {
+    pub boot: Vec<u8>,
+    pub root: Vec<u8>,
+    pub hash: Vec<u8>,
+    /// The dm-verity root hash (hex) of `root` with the tree `hash`.
+    pub root_hash: String,
+}
+
+/// Builds BOOT, ROOT and HASH for `spec`, using `scratch` for the intermediate files.
+pub fn build_os_images(spec: &OsImageSpec, scratch: &Path) -> Result<OsImages, ImageError> {
+    let tree = scratch.join("root-tree");
+    let updog_dir = tree.join("usr/share/updog");
+    let lib_dir = tree.join("usr/lib");
+    for dir in [&updog_dir, &lib_dir] {
+        std::fs::create_dir_all(dir).context(IoSnafu { path: dir })?;
+    }
+    write(&lib_dir.join("os-release"), spec.os_release().as_bytes())?;
+    write(&updog_dir.join("root.json"), &spec.updog_root_json)?;
+
+    let root_img = scratch.join("root.ext4");
+    make_ext4(&tree, &root_img, spec.root_size)?;
+    let hash_img = scratch.join("root.verity");
+    let root_hash = verity_format(&root_img, &hash_img)?;
+
+    let boot_tree = scratch.join("boot-tree");
+    std::fs::create_dir_all(&boot_tree).context(IoSnafu { path: &boot_tree })?;
+    write(
+        &boot_tree.join(ROOT_HASH_FILE.trim_start_matches('/')),
+        root_hash.as_bytes(),
+    )?;
+    let boot_img = scratch.join("boot.ext4");
+    make_ext4(&boot_tree, &boot_img, spec.boot_size)?;
+
+    let read = |p: &Path| std::fs::read(p).context(IoSnafu { path: p });
+    Ok(OsImages {
+        boot: read(&boot_img)?,
+        root: read(&root_img)?,
+        hash: read(&hash_img)?,
+        root_hash,
+    })
+}
+
+/// `mke2fs -t ext4 -d TREE` into a new file of `size` bytes, reproducibly.
+fn make_ext4(tree: &Path, image: &Path, size: u64) -> Result<(), ImageError> {
+    let _ = std::fs::remove_file(image);
+    let mut command = Command::new("mke2fs");
+    command
+        .args([
+            "-q", "-t", "ext4", "-b", "4096", "-N", "128", "-m", "0", "-U", FIXED_UUID,
+        ])
+        .arg("-E")
+        .arg(format!("hash_seed={FIXED_UUID},root_owner=0:0"))
+        .arg("-d")
+        .arg(tree)
+        .arg("-F")
+        .arg(image)
+        .arg(format!("{}k", size / 1024))
+        .env("E2FSPROGS_FAKE_TIME", FIXED_EPOCH)
+        .env("SOURCE_DATE_EPOCH", FIXED_EPOCH);
+    run(command, "mke2fs").map(|_| ())
+}
+
+/// `veritysetup format DATA HASH`, returning the root hash.
+pub fn verity_format(data: &Path, hash: &Path) -> Result<String, ImageError> {
+    let _ = std::fs::remove_file(hash);
+    let mut command = Command::new("veritysetup");
+    command
+        .arg("format")
+        .arg(format!("--salt={FIXED_SALT}"))
+        .arg(format!("--uuid={FIXED_UUID}"))
+        .arg(data)
+        .arg(hash);
+    let stdout = run(command, "veritysetup format")?;
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .map(|h| h.trim().to_string())
+        .context(NoRootHashSnafu { output: stdout })
+}
+
+/// `veritysetup verify DATA HASH ROOT_HASH`: whether `data` matches its hash tree and root hash.
+pub fn verity_verify(data: &Path, hash: &Path, root_hash: &str) -> Result<bool, ImageError> {
+    let status = Command::new("veritysetup")
+        .arg("verify")
+        .arg(data)
+        .arg(hash)
+        .arg(root_hash)
+        .output()
+        .context(SpawnSnafu {
+            tool: "veritysetup",
+        })?
+        .status;
+    Ok(status.success())
+}
+
+/// Reads a file out of an ext4 image with `debugfs` (no mount, no root).
+pub fn read_ext4_file(image: &Path, path: &str) -> Result<Vec<u8>, ImageError> {
+    let output = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image)
+        .output()
+        .context(SpawnSnafu { tool: "debugfs" })?;
+    // debugfs exits 0 even for a missing file; it then prints nothing on stdout and an error on stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success() && !stderr.contains("File not found"),
+        Ext4ReadSnafu {
+            image,
+            path,
+            stderr: stderr.trim().to_string(),
+        }
+    );
+    Ok(output.stdout)
+}
+
+fn run(mut command: Command, tool: &'static str) -> Result<String, ImageError> {
+    let output = command.output().context(SpawnSnafu { tool })?;
+    ensure!(
+        output.status.success(),
+        ToolFailedSnafu {
+            tool,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        }
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+    std::fs::write(path, data).context(IoSnafu { path })
+}
+
+#[derive(Debug, Snafu)]
+pub enum ImageError {
+    #[snafu(display("Image file {}: {source}", path.display()))]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[snafu(display("Failed to run {tool} (install it: e2fsprogs / cryptsetup-bin): {source}"))]
+    Spawn {
+        tool: &'static str,
+        source: std::io::Error,
+    },
+    #[snafu(display("{tool} failed: {stderr}"))]
+    ToolFailed { tool: &'static str, stderr: String },
+    #[snafu(display("veritysetup printed no root hash: {output}"))]
+    NoRootHash { output: String },
+    #[snafu(display("Failed to read {path} from ext4 image {}: {stderr}", image.display()))]
+    Ext4Read {
+        image: PathBuf,
+        path: String,
+        stderr: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::require::require_tool;
+
+    fn spec(version: &str) -> OsImageSpec {
+        OsImageSpec {
+            variant: "aws-dev".into(),
+            arch: "x86_64".into(),
+            version: version.into(),
+            build_id: "fixture".into(),
+            updog_root_json: br#"{"signed":{}}"#.to_vec(),
+            root_size: 8 << 20,
+            boot_size: 2 << 20,
+        }
+    }
+
+    fn tools_present() -> bool {
+        ["mke2fs", "veritysetup", "debugfs"]
+            .iter()
+            .all(|t| require_tool(t))
+    }
+
+    #[test]
+    fn images_are_reproducible_and_carry_the_release() {
+        if !tools_present() {
+            return;
+        }
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = build_os_images(&spec("1.1.0"), a.path()).unwrap();
+        let second = build_os_images(&spec("1.1.0"), b.path()).unwrap();
+        assert_eq!(first, second, "same spec, same bytes");
+        assert_eq!(first.root.len(), 8 << 20);
+        assert_eq!(first.boot.len(), 2 << 20);
+        assert_eq!(first.root_hash.len(), 64);
+
+        let os_release =
+            read_ext4_file(&a.path().join("root.ext4"), "/usr/lib/os-release").unwrap();
+        assert!(
+            String::from_utf8(os_release)
+                .unwrap()
+                .contains("VERSION_ID=1.1.0\n")
+        );
+        let root_json =
+            read_ext4_file(&a.path().join("root.ext4"), "/usr/share/updog/root.json").unwrap();
+        assert_eq!(root_json, br#"{"signed":{}}"#);
+        let hash_in_boot = read_ext4_file(&a.path().join("boot.ext4"), ROOT_HASH_FILE).unwrap();
+        assert_eq!(String::from_utf8(hash_in_boot).unwrap(), first.root_hash);
+    }
+
+    #[test]
+    fn verity_catches_one_flipped_byte_in_root() {
+        if !tools_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let images = build_os_images(&spec("1.2.0"), dir.path()).unwrap();
+        let (root, hash) = (dir.path().join("root.ext4"), dir.path().join("root.verity"));
+        assert!(verity_verify(&root, &hash, &images.root_hash).unwrap());
+        let mut corrupt = images.root.clone();
+        corrupt[5 << 20] ^= 0x01;
+        std::fs::write(&root, &corrupt).unwrap();
+        assert!(!verity_verify(&root, &hash, &images.root_hash).unwrap());
+    }
+
+    #[test]
+    fn different_releases_have_different_root_hashes() {
+        if !tools_present() {
+            return;
+        }
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = build_os_images(&spec("1.0.0"), a.path()).unwrap();
+        let new = build_os_images(&spec("1.1.0"), b.path()).unwrap();
+        assert_ne!(old.root_hash, new.root_hash);
+    }
+
+    #[test]
+    fn reading_a_missing_file_names_it() {
+        if !tools_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        build_os_images(&spec("1.0.0"), dir.path()).unwrap();
+        let error = read_ext4_file(&dir.path().join("boot.ext4"), "/no/such/file").unwrap_err();
+        assert!(error.to_string().contains("/no/such/file"), "{error}");
+    }
+}
