@@ -1,0 +1,375 @@
+//! `updog check-update` (alias `whats`): load the repository with the node's trust, read
+//! manifest.json, and report the update this node would take (or, with `--all`, every update
+//! it may take), in upstream's output formats.
+
+use crate::config::Config;
+use crate::error::{self, Error, Result};
+use crate::lock::UpdogLock;
+use crate::release::Release;
+use crate::select::{self, Decision, NoUpdate, UpdateQuery};
+use crate::sysroot::Sysroot;
+use crate::transport::{QueryParams, QueryTransport};
+use crate::tuf::{self, TufLoader};
+use chrono::{DateTime, SecondsFormat, Utc};
+use semver::Version;
+use snafu::ResultExt;
+use update_metadata::{Manifest, Update};
+
+/// What check-update was asked.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `--all`: list every applicable update instead of choosing one.
+    pub all: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--now` / `--ignore-waves`.
+    pub ignore_waves: bool,
+    /// `--image V`.
+    pub image: Option<Version>,
+    /// Hidden `--variant` (upstream's): overrides `VARIANT_ID`.
+    pub variant: Option<String>,
+    /// Hidden `--arch` (ours, for tests and cross-checks): overrides the build's architecture.
+    pub arch: Option<String>,
+}
+
+/// What to print: stdout and stderr text, exactly (newlines included).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The node as check-update sees it: config, release, and paths.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub sysroot: Sysroot,
+    pub config: Config,
+    pub release: Release,
+}
+
+impl Node {
+    /// Reads updog.toml and os-release under `sysroot`.
+    pub fn load(sysroot: Sysroot) -> Result<Self> {
+        let config = Config::load(&sysroot.updog_toml()).context(error::ConfigSnafu)?;
+        let release = Release::load(&sysroot.os_release()).context(error::ReleaseSnafu)?;
+        Ok(Self {
+            sysroot,
+            config,
+            release,
+        })
+    }
+
+    /// The query parameters upstream sends with every request: `version` and `seed`.
+    pub fn query_params(&self) -> QueryParams {
+        let params = QueryParams::new();
+        params.add("version", self.release.version_id.to_string());
+        params.add("seed", self.config.seed.to_string());
+        params
+    }
+
+    /// Loads the repository (persisted trust, expiry enforced) and reads its manifest.json.
+    pub async fn load_manifest(&self, params: QueryParams) -> Result<Manifest> {
+        let datastore = self.sysroot.tuf_datastore();
+        let root = tuf::node_trusted_root(&self.sysroot.trusted_root(), &datastore).context(
+            error::RepositorySnafu {
+                metadata_url: self.config.metadata_base_url.clone(),
+            },
+        )?;
+        let repository = TufLoader::new(
+            root,
+            self.config.metadata_base_url.clone(),
+            self.config.targets_base_url.clone(),
+            &datastore,
+        )
+        .transport(QueryTransport::new(params))
+        .load()
+        .await
+        .context(error::RepositorySnafu {
+            metadata_url: self.config.metadata_base_url.clone(),
+        })?;
+        let bytes = tuf::read_target(&repository, "manifest.json", &datastore)
+            .await
+            .context(error::ManifestReadSnafu)?;
+        Manifest::from_slice(&bytes).context(error::ManifestParseSnafu)
+    }
+}
+
+/// Runs check-update on `node`, holding `_lock`, at time `now`.
+pub async fn check_update(
+    node: &Node,
+    options: &CheckOptions,
+    now: DateTime<Utc>,
+    _lock: &UpdogLock,
+) -> Result<Output> {
+    let manifest = node.load_manifest(node.query_params()).await?;
+    let variant = options
+        .variant
+        .as_deref()
+        .unwrap_or(&node.release.variant_id);
+    let arch = options.arch.as_deref().unwrap_or(&node.release.arch);
+    let query = UpdateQuery {
+        variant,
+        arch,
+        current: &node.release.version_id,
+        seed: node.config.seed,
+        ignore_waves: options.ignore_waves || node.config.ignore_waves,
+        now,
+        version_lock: &node.config.version_lock,
+        image: options.image.as_ref(),
+    };
+    report(&manifest, &query, options)
+}
+
+/// The output for a loaded manifest (the pure half of check-update).
+pub fn report(
+    manifest: &Manifest,
+    query: &UpdateQuery<'_>,
+    options: &CheckOptions,
+) -> Result<Output> {
+    if options.all {
+        let updates = select::applicable_updates(manifest, query);
+        return Ok(if options.json {
+            Output {
+                stdout: pretty_json(&updates)?,
+                stderr: String::new(),
+            }
+        } else {
+            // Upstream prints the list on stderr.
+            Output {
+                stdout: String::new(),
+                stderr: updates
+                    .iter()
+                    .map(|u| format!("{}\n", full_version(u)))
+                    .collect(),
+            }
+        });
+    }
+    match select::decide(manifest, query) {
+        Decision::Update(update) => Ok(Output {
+            stdout: if options.json {
+                pretty_json(update)?
+            } else {
+                format!("{}\n", full_version(update))
+            },
+            stderr: String::new(),
+        }),
+        Decision::NoUpdate(why) => error::NoUpdateSnafu {
+            reason: explain(&why, query),
+        }
+        .fail(),
+    }
+}
+
+/// The reason after "No update available: " (none when simply up to date, as upstream).
+fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<String> {
+    match why {
+        NoUpdate::UpToDate => None,
+        NoUpdate::LockedToCurrent => Some(format!(
+            "version_lock is {}, the running version",
+            query.current
+        )),
+        NoUpdate::VersionNotOffered(version) => Some(format!(
+            "version {version} is not offered for variant '{}', arch '{}'",
+            query.variant, query.arch
+        )),
+        NoUpdate::WaitingForWave { update, ready_at } => Some(format!(
+            "{} is in a later wave for this node (seed {}); it becomes available at {} \
+             (use --now to ignore waves)",
+            full_version(update),
+            query.seed,
+            ready_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        )),
+    }
+}
+
+/// Upstream's `"{variant} {version}"`.
+pub fn full_version(update: &Update) -> String {
+    format!("{} {}", update.variant, update.version)
+}
+
+/// Upstream's `serde_json::to_string_pretty` + `println!`.
+fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    let mut text = serde_json::to_string_pretty(value).context(error::SerializeSnafu)?;
+    text.push('\n');
+    Ok(text)
+}
+
+impl From<Error> for Output {
+    /// How `main` shows an error: its message on stderr.
+    fn from(error: Error) -> Self {
+        Output {
+            stdout: String::new(),
+            stderr: format!("{error}\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::select::VersionLock;
+    use std::collections::BTreeMap;
+    use update_metadata::Images;
+
+    fn update(version: &str, waves: BTreeMap<u32, DateTime<Utc>>) -> Update {
+        Update {
+            variant: "aws-dev".into(),
+            arch: "x86_64".into(),
+            version: version.parse().unwrap(),
+            max_version: "1.2.0".parse().unwrap(),
+            waves,
+            images: Images {
+                boot: format!("boot-{version}.lz4"),
+                root: format!("root-{version}.lz4"),
+                hash: format!("hash-{version}.lz4"),
+            },
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2030-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn manifest() -> Manifest {
+        let waves = BTreeMap::from([
+            (0, now() + chrono::TimeDelta::hours(1)),
+            (1024, now() + chrono::TimeDelta::hours(2)),
+        ]);
+        Manifest {
+            updates: vec![update("1.1.0", BTreeMap::new()), update("1.2.0", waves)],
+            migrations: BTreeMap::new(),
+        }
+    }
+
+    fn run(current: &str, seed: u32, options: &CheckOptions) -> Result<Output> {
+        let current: Version = current.parse().unwrap();
+        let lock = VersionLock::Latest;
+        let query = UpdateQuery {
+            variant: "aws-dev",
+            arch: "x86_64",
+            current: &current,
+            seed,
+            ignore_waves: options.ignore_waves,
+            now: now(),
+            version_lock: &lock,
+            image: options.image.as_ref(),
+        };
+        report(&manifest(), &query, options)
+    }
+
+    #[test]
+    fn the_chosen_update_is_printed_as_variant_and_version() {
+        let out = run("1.0.0", 0, &CheckOptions::default()).unwrap();
+        assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+        assert_eq!(out.stderr, "");
+    }
+
+    #[test]
+    fn json_is_the_pretty_update_object() {
+        let out = run(
+            "1.0.0",
+            0,
+            &CheckOptions {
+                json: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out.stdout,
+            r#"{
+  "variant": "aws-dev",
+  "arch": "x86_64",
+  "version": "1.2.0",
+  "max_version": "1.2.0",
+  "waves": {
+    "0": "2030-01-01T01:00:00Z",
+    "1024": "2030-01-01T02:00:00Z"
+  },
+  "images": {
+    "boot": "boot-1.2.0.lz4",
+    "root": "root-1.2.0.lz4",
+    "hash": "hash-1.2.0.lz4"
+  }
+}
+"#
+        );
+    }
+
+    #[test]
+    fn all_without_json_lists_on_stderr() {
+        let out = run(
+            "1.0.0",
+            0,
+            &CheckOptions {
+                all: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "");
+        assert_eq!(out.stderr, "aws-dev 1.2.0\naws-dev 1.1.0\n");
+    }
+
+    #[test]
+    fn all_with_json_is_an_array_of_the_in_wave_updates() {
+        let out = run(
+            "1.0.0",
+            0,
+            &CheckOptions {
+                all: true,
+                json: true,
+                variant: None,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let list: Vec<Update> = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(list.len(), 2);
+
+        // Seed 500 waits for 1.2.0's wave: only 1.1.0 is listed.
+        let out = run(
+            "1.0.0",
+            500,
+            &CheckOptions {
+                all: true,
+                json: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let list: Vec<Update> = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|u| u.version.to_string())
+                .collect::<Vec<_>>(),
+            ["1.1.0"]
+        );
+    }
+
+    #[test]
+    fn up_to_date_is_upstreams_no_update_available() {
+        let error = run("1.2.0", 0, &CheckOptions::default()).unwrap_err();
+        assert_eq!(error.to_string(), "No update available");
+    }
+
+    #[test]
+    fn an_update_in_a_later_wave_is_named_with_its_time() {
+        // Seed 500 of the wave 0..=1024 (from +1h to +2h): ready at +1h + 500 * (1h / 1024).
+        let error = run("1.1.0", 500, &CheckOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "No update available: aws-dev 1.2.0 is in a later wave for this node (seed 500); it becomes available at 2030-01-01T01:29:17.812500Z (use --now to ignore waves)"
+        );
+        let out = run(
+            "1.1.0",
+            500,
+            &CheckOptions {
+                ignore_waves: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+    }
+}

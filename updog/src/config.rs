@@ -1,0 +1,346 @@
+//! `/etc/updog.toml`, exactly upstream's keys:
+//!
+//! ```toml
+//! metadata_base_url = "https://updates.example.com/2020-07-07/aws-dev/x86_64/"
+//! targets_base_url = "https://updates.example.com/targets/"
+//! seed = 1234                 # 0..2048 on a real node (bork); any u32 is accepted
+//! version_lock = "latest"     # or "1.2.3" / "v1.2.3"
+//! ignore_waves = false
+//! https_proxy = "http://proxy:3128"   # optional
+//! no_proxy = ["localhost", ".internal"]  # optional, used only with https_proxy
+//! ```
+//!
+//! Every required key must be present (as upstream); unknown keys are ignored (as upstream's
+//! serde). Unlike upstream, the URLs and `version_lock` are checked when the file is read, and
+//! every error names the file, the key and what was expected.
+
+use crate::select::VersionLock;
+use snafu::{ResultExt, Snafu};
+use std::path::{Path, PathBuf};
+use toml::Value;
+use url::Url;
+
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum ConfigError {
+    #[snafu(display("Failed to read config file {}: {source}", path.display()))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[snafu(display("Failed to parse config file {} (expected TOML): {source}", path.display()))]
+    Syntax {
+        path: PathBuf,
+        #[snafu(source(from(toml::de::Error, Box::new)))]
+        source: Box<toml::de::Error>,
+    },
+
+    #[snafu(display("Config file {}: missing key '{key}' (expected {expected})", path.display()))]
+    MissingKey {
+        path: PathBuf,
+        key: &'static str,
+        expected: &'static str,
+    },
+
+    #[snafu(display(
+        "Config file {}: key '{key}' must be {expected}, found {found}",
+        path.display()
+    ))]
+    InvalidKey {
+        path: PathBuf,
+        key: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// updog's settings (upstream's `Config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Base URL of the TUF metadata (`timestamp.json`, `N.root.json`, …).
+    pub metadata_base_url: Url,
+    /// Base URL of the TUF targets (`<sha256>.<name>`).
+    pub targets_base_url: Url,
+    /// This node's place in the rollout waves.
+    pub seed: u32,
+    pub version_lock: VersionLock,
+    /// Take updates whatever their wave (as `--now`).
+    pub ignore_waves: bool,
+    /// Proxy for HTTPS requests; exported as `HTTPS_PROXY` when non-empty.
+    pub https_proxy: Option<String>,
+    /// Hosts that bypass the proxy; exported as `NO_PROXY` (comma-joined) only with a proxy.
+    pub no_proxy: Option<Vec<String>>,
+}
+
+const URL_EXPECTED: &str = "an absolute URL string (http://, https:// or file://)";
+const SEED_EXPECTED: &str = "an integer from 0 to 4294967295 (nodes use 0..2048)";
+const LOCK_EXPECTED: &str = "\"latest\" or a version like \"1.2.3\" or \"v1.2.3\"";
+const BOOL_EXPECTED: &str = "true or false";
+const PROXY_EXPECTED: &str = "a string";
+const NO_PROXY_EXPECTED: &str = "an array of strings";
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and checks config text; `path` is only used in error messages.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let table: toml::Table = text.parse().context(SyntaxSnafu { path })?;
+        let keys = Keys {
+            table: &table,
+            path,
+        };
+
+        let metadata_base_url = keys.url("metadata_base_url")?;
+        let targets_base_url = keys.url("targets_base_url")?;
+
+        let seed = match keys.required("seed", SEED_EXPECTED)? {
+            Value::Integer(n) => {
+                u32::try_from(*n).map_err(|_| keys.invalid("seed", SEED_EXPECTED, n))?
+            }
+            other => return Err(keys.invalid("seed", SEED_EXPECTED, other)),
+        };
+
+        let version_lock = match keys.required("version_lock", LOCK_EXPECTED)? {
+            Value::String(s) => s.parse::<VersionLock>().map_err(|_| {
+                keys.invalid("version_lock", LOCK_EXPECTED, Value::String(s.clone()))
+            })?,
+            other => return Err(keys.invalid("version_lock", LOCK_EXPECTED, other)),
+        };
+
+        let ignore_waves = match keys.required("ignore_waves", BOOL_EXPECTED)? {
+            Value::Boolean(b) => *b,
+            other => return Err(keys.invalid("ignore_waves", BOOL_EXPECTED, other)),
+        };
+
+        let https_proxy = match table.get("https_proxy") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(keys.invalid("https_proxy", PROXY_EXPECTED, other)),
+        };
+
+        let no_proxy = match table.get("no_proxy") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s.clone()),
+                        other => Err(keys.invalid("no_proxy", NO_PROXY_EXPECTED, other)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(other) => return Err(keys.invalid("no_proxy", NO_PROXY_EXPECTED, other)),
+        };
+
+        Ok(Self {
+            metadata_base_url,
+            targets_base_url,
+            seed,
+            version_lock,
+            ignore_waves,
+            https_proxy,
+            no_proxy,
+        })
+    }
+
+    /// The proxy environment upstream exports for reqwest: `HTTPS_PROXY` when `https_proxy` is a
+    /// non-empty string, and only then `NO_PROXY` (comma-joined) when `no_proxy` is non-empty.
+    pub fn proxy_environment(&self) -> Vec<(&'static str, String)> {
+        let mut vars = Vec::new();
+        let Some(proxy) = self.https_proxy.as_deref().filter(|p| !p.is_empty()) else {
+            return vars;
+        };
+        vars.push(("HTTPS_PROXY", proxy.to_string()));
+        if let Some(no_proxy) = self.no_proxy.as_ref().filter(|n| !n.is_empty()) {
+            vars.push(("NO_PROXY", no_proxy.join(",")));
+        }
+        vars
+    }
+}
+
+/// Looks keys up in the table and builds errors that name them.
+struct Keys<'a> {
+    table: &'a toml::Table,
+    path: &'a Path,
+}
+
+impl Keys<'_> {
+    fn required(&self, key: &'static str, expected: &'static str) -> Result<&Value, ConfigError> {
+        self.table.get(key).ok_or_else(|| ConfigError::MissingKey {
+            path: self.path.to_owned(),
+            key,
+            expected,
+        })
+    }
+
+    fn invalid(
+        &self,
+        key: &'static str,
+        expected: &'static str,
+        found: impl std::fmt::Display,
+    ) -> ConfigError {
+        ConfigError::InvalidKey {
+            path: self.path.to_owned(),
+            key,
+            expected,
+            found: found.to_string(),
+        }
+    }
+
+    fn url(&self, key: &'static str) -> Result<Url, ConfigError> {
+        match self.required(key, URL_EXPECTED)? {
+            Value::String(s) => {
+                Url::parse(s).map_err(|e| self.invalid(key, URL_EXPECTED, format!("'{s}' ({e})")))
+            }
+            other => Err(self.invalid(key, URL_EXPECTED, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use semver::Version;
+
+    const GOOD: &str = r#"
+metadata_base_url = "https://updates.example.com/2020-07-07/aws-dev/x86_64/"
+targets_base_url = "https://updates.example.com/targets/"
+seed = 1487
+version_lock = "latest"
+ignore_waves = false
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("/etc/updog.toml"))
+    }
+
+    #[test]
+    fn upstreams_config_parses() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(
+            config.metadata_base_url.as_str(),
+            "https://updates.example.com/2020-07-07/aws-dev/x86_64/"
+        );
+        assert_eq!(config.seed, 1487);
+        assert_eq!(config.version_lock, VersionLock::Latest);
+        assert!(!config.ignore_waves);
+        assert_eq!(config.https_proxy, None);
+        assert!(config.proxy_environment().is_empty());
+    }
+
+    #[test]
+    fn a_versioned_lock_with_or_without_v_parses() {
+        for lock in ["1.2.3", "v1.2.3"] {
+            let config = parse(&GOOD.replace("\"latest\"", &format!("\"{lock}\""))).unwrap();
+            assert_eq!(
+                config.version_lock,
+                VersionLock::Version(Version::new(1, 2, 3))
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_as_upstream() {
+        assert!(parse(&format!("{GOOD}\nsomething_new = 3\n")).is_ok());
+    }
+
+    #[test]
+    fn a_missing_key_is_named_with_what_was_expected() {
+        let text = GOOD.replace("seed = 1487\n", "");
+        let message = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "Config file /etc/updog.toml: missing key 'seed' (expected an integer from 0 to 4294967295 (nodes use 0..2048))"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named() {
+        let message = parse(&GOOD.replace("seed = 1487", "seed = \"abc\""))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("/etc/updog.toml"), "{message}");
+        assert!(
+            message.contains("key 'seed' must be an integer"),
+            "{message}"
+        );
+        assert!(message.contains("found \"abc\""), "{message}");
+
+        let message = parse(&GOOD.replace("seed = 1487", "seed = -1"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("key 'seed'"), "{message}");
+
+        let message = parse(&GOOD.replace("ignore_waves = false", "ignore_waves = \"no\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("key 'ignore_waves' must be true or false"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_version_lock_is_refused_with_the_key() {
+        for lock in ["1.2", "newest", "v", ""] {
+            let message = parse(&GOOD.replace("\"latest\"", &format!("\"{lock}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("key 'version_lock' must be \"latest\" or a version"),
+                "{lock}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_relative_url_is_refused_with_the_key() {
+        let message =
+            parse(&GOOD.replace("\"https://updates.example.com/targets/\"", "\"targets/\""))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            message.contains("key 'targets_base_url' must be an absolute URL"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_file() {
+        let message = parse("seed = ").unwrap_err().to_string();
+        assert!(
+            message.starts_with("Failed to parse config file /etc/updog.toml (expected TOML)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_proxy_environment_is_upstreams() {
+        let with = |extra: &str| {
+            parse(&format!("{GOOD}{extra}"))
+                .unwrap()
+                .proxy_environment()
+        };
+        assert_eq!(
+            with(
+                "https_proxy = \"http://proxy:3128\"\nno_proxy = [\"localhost\", \".internal\"]\n"
+            ),
+            vec![
+                ("HTTPS_PROXY", "http://proxy:3128".to_string()),
+                ("NO_PROXY", "localhost,.internal".to_string())
+            ]
+        );
+        // Without a proxy, no_proxy does nothing; an empty proxy is no proxy.
+        assert!(with("no_proxy = [\"localhost\"]\n").is_empty());
+        assert!(with("https_proxy = \"\"\nno_proxy = [\"localhost\"]\n").is_empty());
+        assert_eq!(
+            with("https_proxy = \"proxy:3128\"\nno_proxy = []\n"),
+            vec![("HTTPS_PROXY", "proxy:3128".to_string())]
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The running image's identity: `/usr/lib/os-release` (upstream's `bottlerocket-release`) plus
+//! the architecture this binary was built for.
+//!
+//! The file is `KEY=VALUE` lines; `#` lines are comments; values may be quoted. updog needs
+//! `VARIANT_ID` and `VERSION_ID` (a full semantic version); `PRETTY_NAME` and `BUILD_ID` are read
+//! when present.
+
+use semver::Version;
+use snafu::{ResultExt, Snafu};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+pub enum ReleaseError {
+    #[snafu(display("Failed to read release file {}: {source}", path.display()))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[snafu(display("Release file {}: missing key '{key}' (expected {expected})", path.display()))]
+    MissingKey {
+        path: PathBuf,
+        key: &'static str,
+        expected: &'static str,
+    },
+
+    #[snafu(display(
+        "Release file {}: key 'VERSION_ID' must be a semantic version like 1.2.3, found '{value}': {source}",
+        path.display()
+    ))]
+    BadVersion {
+        path: PathBuf,
+        value: String,
+        source: semver::Error,
+    },
+}
+
+/// What the running image says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub pretty_name: Option<String>,
+    pub variant_id: String,
+    pub version_id: Version,
+    pub build_id: Option<String>,
+    /// The architecture of this build (`x86_64`, `aarch64`).
+    pub arch: String,
+}
+
+/// The architecture updates must be built for: the one this binary was compiled for, named as
+/// manifest.json names it (`x86_64`, `aarch64`; Rust uses the same names).
+pub fn build_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+impl Release {
+    /// Reads the release file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ReleaseError> {
+        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses release text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ReleaseError> {
+        let pairs: Vec<(&str, String)> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.trim(), unquote(value.trim())))
+            .collect();
+        // The last assignment wins, as in a shell that sources the file.
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let required = |key: &'static str, expected: &'static str| {
+            get(key)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ReleaseError::MissingKey {
+                    path: path.to_owned(),
+                    key,
+                    expected,
+                })
+        };
+
+        let variant_id = required("VARIANT_ID", "the variant name, e.g. VARIANT_ID=aws-dev")?;
+        let version = required(
+            "VERSION_ID",
+            "the image's semantic version, e.g. VERSION_ID=1.2.3",
+        )?;
+        let version_id = Version::parse(&version).context(BadVersionSnafu {
+            path,
+            value: &version,
+        })?;
+        Ok(Self {
+            pretty_name: get("PRETTY_NAME"),
+            variant_id,
+            version_id,
+            build_id: get("BUILD_ID"),
+            arch: build_arch().to_string(),
+        })
+    }
+}
+
+fn unquote(value: &str) -> String {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|rest| rest.strip_suffix(quote))
+        {
+            return inner.to_string();
+        }
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Release, ReleaseError> {
+        Release::parse(text, Path::new("/usr/lib/os-release"))
+    }
+
+    #[test]
+    fn a_bottlerocket_os_release_parses() {
+        let release = parse(
+            "NAME=Bottlerocket\nID=bottlerocket\nVERSION=\"1.26.1 (aws-dev)\"\n\
+             PRETTY_NAME=\"Bottlerocket OS 1.26.1 (aws-dev)\"\nVARIANT_ID=aws-dev\n\
+             VERSION_ID=1.26.1\nBUILD_ID=943d9a41\n# a comment=ignored\n",
+        )
+        .unwrap();
+        assert_eq!(release.variant_id, "aws-dev");
+        assert_eq!(release.version_id, Version::new(1, 26, 1));
+        assert_eq!(release.build_id.as_deref(), Some("943d9a41"));
+        assert_eq!(
+            release.pretty_name.as_deref(),
+            Some("Bottlerocket OS 1.26.1 (aws-dev)")
+        );
+        assert_eq!(release.arch, std::env::consts::ARCH);
+    }
+
+    #[test]
+    fn quotes_of_either_kind_are_stripped() {
+        let release = parse("VARIANT_ID='metal-dev'\nVERSION_ID=\"1.0.0\"\n").unwrap();
+        assert_eq!(release.variant_id, "metal-dev");
+        assert_eq!(release.version_id, Version::new(1, 0, 0));
+    }
+
+    #[test]
+    fn a_missing_key_is_named() {
+        let message = parse("VARIANT_ID=aws-dev\n").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "Release file /usr/lib/os-release: missing key 'VERSION_ID' (expected the image's semantic version, e.g. VERSION_ID=1.2.3)"
+        );
+        let message = parse("VERSION_ID=1.0.0\nVARIANT_ID=\n")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("missing key 'VARIANT_ID'"), "{message}");
+    }
+
+    #[test]
+    fn a_version_that_is_not_semver_is_named() {
+        let message = parse("VARIANT_ID=aws-dev\nVERSION_ID=1.2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("Release file /usr/lib/os-release: key 'VERSION_ID' must be a semantic version like 1.2.3, found '1.2'"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,580 @@
+//! Which update a node takes: upstream's `applicable_updates` and `update_required`, as pure
+//! functions of the manifest, the node and the time.
+//!
+//! 1. Applicable: same variant, same arch, `version <= max_version`, and this node's wave has
+//!    reached the update (unless waves are ignored). Sorted newest first.
+//! 2. `--image V`: the applicable update with exactly version V (a downgrade or the running
+//!    version included).
+//! 3. `version_lock = V` (not `latest`): none if V is the running version, else the applicable
+//!    update with exactly version V (downgrades allowed).
+//! 4. `latest`: the first applicable update that is newer than the running version, or any
+//!    (the newest) when the running version is above that update's `max_version`: the "regret"
+//!    path that moves nodes back down when a release is pulled.
+//!
+//! Beyond upstream, [`decide`] also says *why* there is no update, so that check-update can tell
+//! "up to date" from "an update exists but this node's wave has not reached it" (#990).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use semver::Version;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use update_metadata::{Manifest, Update, Wave, update_wave};
+
+/// `version_lock` in updog.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionLock {
+    /// Follow the newest applicable update.
+    Latest,
+    /// Move to exactly this version (up or down), and stay there.
+    Version(Version),
+}
+
+/// A `version_lock` that is neither `latest` nor a (optionally `v`-prefixed) semantic version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadVersionLock(pub String);
+
+impl fmt::Display for BadVersionLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' is neither \"latest\" nor a version like 1.2.3 or v1.2.3",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadVersionLock {}
+
+impl FromStr for VersionLock {
+    type Err = BadVersionLock;
+
+    /// Upstream's `FriendlyVersion`: `latest`, or a full semantic version with an optional `v`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "latest" {
+            return Ok(Self::Latest);
+        }
+        let version = s.strip_prefix('v').unwrap_or(s);
+        Version::parse(version)
+            .map(Self::Version)
+            .map_err(|_| BadVersionLock(s.to_string()))
+    }
+}
+
+impl fmt::Display for VersionLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latest => f.write_str("latest"),
+            Self::Version(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Everything selection depends on besides the manifest.
+#[derive(Debug, Clone)]
+pub struct UpdateQuery<'a> {
+    /// The node's variant (`VARIANT_ID`, or `--variant`).
+    pub variant: &'a str,
+    /// The node's architecture.
+    pub arch: &'a str,
+    /// The running version (`VERSION_ID`).
+    pub current: &'a Version,
+    /// The node's seed (updog.toml).
+    pub seed: u32,
+    /// `--now` or `ignore_waves = true`.
+    pub ignore_waves: bool,
+    /// The time the waves are evaluated at.
+    pub now: DateTime<Utc>,
+    pub version_lock: &'a VersionLock,
+    /// `--image V`.
+    pub image: Option<&'a Version>,
+}
+
+/// The updates this node may take now, newest first (upstream's `applicable_updates`).
+pub fn applicable_updates<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Vec<&'m Update> {
+    let mut updates: Vec<&Update> = manifest
+        .updates
+        .iter()
+        .filter(|u| {
+            u.variant == query.variant
+                && u.arch == query.arch
+                && u.version <= u.max_version
+                && (query.ignore_waves || u.update_ready(query.seed, query.now))
+        })
+        .collect();
+    updates.sort_by(|a, b| b.version.cmp(&a.version));
+    updates
+}
+
+/// The update to take, if any (upstream's `update_required`).
+pub fn update_required<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Option<&'m Update> {
+    let updates = applicable_updates(manifest, query);
+    if let Some(image) = query.image {
+        return updates.into_iter().find(|u| u.version == *image);
+    }
+    match query.version_lock {
+        VersionLock::Version(locked) if locked == query.current => None,
+        VersionLock::Version(locked) => updates.into_iter().find(|u| u.version == *locked),
+        VersionLock::Latest => updates
+            .into_iter()
+            .find(|u| *query.current < u.version || *query.current > u.max_version),
+    }
+}
+
+/// Why there is no update to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoUpdate<'m> {
+    /// Nothing newer for this variant and arch (and the node is not above `max_version`).
+    UpToDate,
+    /// `--image` or `version_lock` names a version no applicable update has.
+    VersionNotOffered(Version),
+    /// `version_lock` is the running version.
+    LockedToCurrent,
+    /// An update would be taken with waves ignored, but this node's wave has not reached it.
+    WaitingForWave {
+        update: &'m Update,
+        /// When it becomes available to this node (if nothing else changes).
+        ready_at: DateTime<Utc>,
+    },
+}
+
+/// What check-update decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'m> {
+    Update(&'m Update),
+    NoUpdate(NoUpdate<'m>),
+}
+
+/// [`update_required`], and when it gives nothing, the reason.
+pub fn decide<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Decision<'m> {
+    if let Some(update) = update_required(manifest, query) {
+        return Decision::Update(update);
+    }
+    if !query.ignore_waves {
+        let without_waves = UpdateQuery {
+            ignore_waves: true,
+            ..query.clone()
+        };
+        if let Some(update) = update_required(manifest, &without_waves) {
+            // Not ready now, so it has waves and a ready time after `now`.
+            let ready_at = ready_at(&update.waves, query.seed).unwrap_or(query.now);
+            return Decision::NoUpdate(NoUpdate::WaitingForWave { update, ready_at });
+        }
+    }
+    Decision::NoUpdate(match (query.image, query.version_lock) {
+        (Some(image), _) => NoUpdate::VersionNotOffered(image.clone()),
+        (None, VersionLock::Version(locked)) if locked == query.current => {
+            NoUpdate::LockedToCurrent
+        }
+        (None, VersionLock::Version(locked)) => NoUpdate::VersionNotOffered(locked.clone()),
+        (None, VersionLock::Latest) => NoUpdate::UpToDate,
+    })
+}
+
+/// The earliest time at which a node with `seed` may take an update with these `waves`:
+/// `None` when it may at any time (no waves, or the initial wave). Follows
+/// [`update_metadata::update_ready`] exactly, including its absolute-seed timing:
+/// in a general wave the node is ready at `min(end, start + time_per_seed * seed)`.
+pub fn ready_at(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<DateTime<Utc>> {
+    match update_wave(waves, seed)? {
+        Wave::Initial { .. } => None,
+        Wave::Last { start_time, .. } => Some(start_time),
+        Wave::General {
+            start_seed,
+            start_time,
+            end_seed,
+            end_time,
+        } => {
+            let slot = i32::try_from(end_seed - start_seed)
+                .ok()
+                .zip(i32::try_from(seed).ok())
+                .and_then(|(seeds_in_wave, seed)| {
+                    let per_seed: TimeDelta = (end_time - start_time).checked_div(seeds_in_wave)?;
+                    start_time.checked_add_signed(per_seed.checked_mul(seed)?)
+                });
+            Some(slot.map_or(end_time, |slot| slot.min(end_time)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use update_metadata::{Images, WavePolicy, builtin_policy, update_ready};
+
+    const ARCH: &str = "x86_64";
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    fn update(variant: &str, arch: &str, version: &str, max: &str) -> Update {
+        Update {
+            variant: variant.into(),
+            arch: arch.into(),
+            version: v(version),
+            max_version: v(max),
+            waves: BTreeMap::new(),
+            images: Images {
+                boot: format!("boot-{version}"),
+                root: format!("root-{version}"),
+                hash: format!("hash-{version}"),
+            },
+        }
+    }
+
+    fn manifest(updates: Vec<Update>) -> Manifest {
+        Manifest {
+            updates,
+            migrations: BTreeMap::new(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2030-06-01T12:00:00Z".parse().unwrap()
+    }
+
+    struct Node {
+        variant: &'static str,
+        arch: &'static str,
+        current: Version,
+        seed: u32,
+        ignore_waves: bool,
+        now: DateTime<Utc>,
+        lock: VersionLock,
+        image: Option<Version>,
+    }
+
+    impl Node {
+        fn at(version: &str) -> Self {
+            Self {
+                variant: "aws-dev",
+                arch: ARCH,
+                current: v(version),
+                seed: 100,
+                ignore_waves: false,
+                now: now(),
+                lock: VersionLock::Latest,
+                image: None,
+            }
+        }
+        fn query(&self) -> UpdateQuery<'_> {
+            UpdateQuery {
+                variant: self.variant,
+                arch: self.arch,
+                current: &self.current,
+                seed: self.seed,
+                ignore_waves: self.ignore_waves,
+                now: self.now,
+                version_lock: &self.lock,
+                image: self.image.as_ref(),
+            }
+        }
+        fn chooses<'m>(&self, m: &'m Manifest) -> Option<&'m Version> {
+            update_required(m, &self.query()).map(|u| &u.version)
+        }
+    }
+
+    fn chain() -> Manifest {
+        manifest(vec![
+            update("aws-dev", ARCH, "1.2.0", "1.2.0"),
+            update("aws-dev", ARCH, "1.0.0", "1.2.0"),
+            update("aws-dev", ARCH, "1.1.0", "1.2.0"),
+            update("metal-dev", ARCH, "1.3.0", "1.3.0"),
+            update("aws-dev", "aarch64", "1.4.0", "1.4.0"),
+        ])
+    }
+
+    #[test]
+    fn the_newest_update_of_the_nodes_variant_and_arch_is_chosen() {
+        let m = chain();
+        assert_eq!(Node::at("1.0.0").chooses(&m), Some(&v("1.2.0")));
+        assert_eq!(Node::at("1.1.0").chooses(&m), Some(&v("1.2.0")));
+    }
+
+    #[test]
+    fn applicable_updates_are_sorted_newest_first_and_filtered() {
+        let m = chain();
+        let node = Node::at("1.0.0");
+        let versions: Vec<_> = applicable_updates(&m, &node.query())
+            .into_iter()
+            .map(|u| u.version.to_string())
+            .collect();
+        assert_eq!(versions, ["1.2.0", "1.1.0", "1.0.0"]);
+    }
+
+    #[test]
+    fn an_up_to_date_node_gets_nothing() {
+        let m = chain();
+        let node = Node::at("1.2.0");
+        assert_eq!(node.chooses(&m), None);
+        assert_eq!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::UpToDate)
+        );
+    }
+
+    #[test]
+    fn another_variant_is_never_chosen() {
+        let m = chain();
+        let mut node = Node::at("1.0.0");
+        node.variant = "metal-dev";
+        assert_eq!(node.chooses(&m), Some(&v("1.3.0")));
+        node.variant = "k8s-dev";
+        assert_eq!(node.chooses(&m), None);
+        assert!(applicable_updates(&m, &node.query()).is_empty());
+    }
+
+    #[test]
+    fn another_arch_is_never_chosen() {
+        let m = chain();
+        let mut node = Node::at("1.0.0");
+        node.arch = "aarch64";
+        assert_eq!(node.chooses(&m), Some(&v("1.4.0")));
+        node.arch = "riscv64";
+        assert_eq!(node.chooses(&m), None);
+    }
+
+    #[test]
+    fn an_update_above_its_max_version_is_not_applicable() {
+        let m = manifest(vec![
+            update("aws-dev", ARCH, "1.3.0", "1.2.0"),
+            update("aws-dev", ARCH, "1.2.0", "1.2.0"),
+        ]);
+        let node = Node::at("1.1.0");
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+        assert_eq!(applicable_updates(&m, &node.query()).len(), 1);
+        // Not even by name.
+        let mut node = Node::at("1.1.0");
+        node.image = Some(v("1.3.0"));
+        assert_eq!(node.chooses(&m), None);
+    }
+
+    #[test]
+    fn a_node_above_max_version_regrets_down_to_the_newest_allowed() {
+        // 1.2.0 was pulled: max_version went back to 1.1.0.
+        let m = manifest(vec![
+            update("aws-dev", ARCH, "1.2.0", "1.1.0"),
+            update("aws-dev", ARCH, "1.1.0", "1.1.0"),
+            update("aws-dev", ARCH, "1.0.0", "1.1.0"),
+        ]);
+        assert_eq!(Node::at("1.2.0").chooses(&m), Some(&v("1.1.0")));
+        assert_eq!(Node::at("1.5.0").chooses(&m), Some(&v("1.1.0")));
+        // At max_version: nothing to do.
+        assert_eq!(Node::at("1.1.0").chooses(&m), None);
+    }
+
+    #[test]
+    fn image_picks_exactly_that_version_even_downwards_or_the_same() {
+        let m = chain();
+        for (current, image, expected) in [
+            ("1.2.0", "1.0.0", Some("1.0.0")),
+            ("1.0.0", "1.1.0", Some("1.1.0")),
+            ("1.2.0", "1.2.0", Some("1.2.0")),
+            ("1.0.0", "9.9.9", None),
+        ] {
+            let mut node = Node::at(current);
+            node.image = Some(v(image));
+            assert_eq!(
+                node.chooses(&m),
+                expected.map(v).as_ref(),
+                "{current} --image {image}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_wins_over_the_version_lock() {
+        let m = chain();
+        let mut node = Node::at("1.0.0");
+        node.lock = VersionLock::Version(v("1.1.0"));
+        node.image = Some(v("1.2.0"));
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+    }
+
+    #[test]
+    fn a_version_lock_moves_up_or_down_to_exactly_that_version() {
+        let m = chain();
+        let mut node = Node::at("1.0.0");
+        node.lock = VersionLock::Version(v("1.1.0"));
+        assert_eq!(node.chooses(&m), Some(&v("1.1.0")));
+
+        let mut node = Node::at("1.2.0");
+        node.lock = VersionLock::Version(v("1.0.0"));
+        assert_eq!(node.chooses(&m), Some(&v("1.0.0")));
+    }
+
+    #[test]
+    fn a_version_lock_on_the_running_version_or_an_unknown_one_gives_nothing() {
+        let m = chain();
+        let mut node = Node::at("1.1.0");
+        node.lock = VersionLock::Version(v("1.1.0"));
+        assert_eq!(node.chooses(&m), None);
+        assert_eq!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::LockedToCurrent)
+        );
+        node.lock = VersionLock::Version(v("1.1.5"));
+        assert_eq!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::VersionNotOffered(v("1.1.5")))
+        );
+    }
+
+    #[test]
+    fn version_lock_parses_like_friendly_version() {
+        assert_eq!("latest".parse(), Ok(VersionLock::Latest));
+        assert_eq!("1.2.3".parse(), Ok(VersionLock::Version(v("1.2.3"))));
+        assert_eq!("v1.2.3".parse(), Ok(VersionLock::Version(v("1.2.3"))));
+        assert_eq!(
+            "1.2.3-rc.1".parse(),
+            Ok(VersionLock::Version(v("1.2.3-rc.1")))
+        );
+        for bad in ["Latest", "1.2", "vv1.2.3", "", "v"] {
+            assert!(bad.parse::<VersionLock>().is_err(), "{bad}");
+        }
+        assert_eq!(VersionLock::Version(v("1.2.3")).to_string(), "1.2.3");
+    }
+
+    /// The default policy from `start`: {0: +1h, 20: +4h, 102: +1d, 307: +2d, 819: +4d,
+    /// 1228: +5d, 1843: +6d}.
+    fn default_waves(start: DateTime<Utc>) -> BTreeMap<u32, DateTime<Utc>> {
+        let policy: WavePolicy = builtin_policy("default").unwrap().policy().unwrap();
+        policy.schedule(start).unwrap()
+    }
+
+    fn hours(h: i64) -> TimeDelta {
+        TimeDelta::hours(h)
+    }
+
+    fn waved_chain(start: DateTime<Utc>) -> Manifest {
+        let mut m = chain();
+        m.updates[0].waves = default_waves(start);
+        m
+    }
+
+    #[test]
+    fn seed_zero_is_ready_before_any_wave_has_started() {
+        let start = now() + hours(240);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 0;
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+        assert_eq!(ready_at(&m.updates[0].waves, 0), None);
+    }
+
+    #[test]
+    fn a_node_whose_wave_has_not_started_waits_and_is_told_when() {
+        // Seed 10 is in the wave 0..=20: starts at +1h, ends at +4h, 9 minutes per seed, so
+        // (absolute seed) ready at +1h + 90 min.
+        let start = now() + hours(24);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 10;
+        assert_eq!(node.chooses(&m), None);
+        let expected_ready = start + hours(1) + TimeDelta::minutes(90);
+        assert_eq!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::WaitingForWave {
+                update: &m.updates[0],
+                ready_at: expected_ready
+            })
+        );
+        // An older node still gets the previous release, which has no waves.
+        let mut older = Node::at("1.0.0");
+        older.seed = 10;
+        assert_eq!(older.chooses(&m), Some(&v("1.1.0")));
+    }
+
+    #[test]
+    fn inside_a_wave_a_node_waits_for_its_slot() {
+        // now = start + 3h: the 0..=20 wave started 2 h ago and ends in 1 h.
+        let start = now() - hours(3);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 10; // slot +2h30: passed
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+        node.seed = 15; // slot +3h15: not yet
+        assert_eq!(node.chooses(&m), None);
+        assert_eq!(
+            ready_at(&m.updates[0].waves, 15),
+            Some(start + hours(3) + TimeDelta::minutes(15))
+        );
+    }
+
+    #[test]
+    fn after_its_wave_a_node_is_ready() {
+        let start = now() - hours(5);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 15;
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+    }
+
+    #[test]
+    fn the_absolute_seed_quirk_makes_later_waves_wait_for_their_end() {
+        // Wave 819..=1228 runs from +4d to +5d. Seed 850 is 31 seeds into it: relative timing
+        // would make it ready ~1.8 h after the wave starts, upstream's absolute timing only at
+        // the wave's end.
+        let start = now() - hours(4 * 24 + 12);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 850;
+        assert_eq!(node.chooses(&m), None);
+        assert_eq!(
+            ready_at(&m.updates[0].waves, 850),
+            Some(start + hours(5 * 24))
+        );
+    }
+
+    #[test]
+    fn the_last_wave_is_ready_once_it_starts() {
+        let start = now() - hours(6 * 24) + hours(1);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 2000;
+        assert_eq!(node.chooses(&m), None);
+        assert_eq!(
+            ready_at(&m.updates[0].waves, 2000),
+            Some(start + hours(6 * 24))
+        );
+        node.now = start + hours(6 * 24);
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+    }
+
+    #[test]
+    fn ignoring_waves_takes_the_update_at_once() {
+        let start = now() + hours(24);
+        let m = waved_chain(start);
+        let mut node = Node::at("1.1.0");
+        node.seed = 2000;
+        node.ignore_waves = true;
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+    }
+
+    #[test]
+    fn ready_at_agrees_with_update_ready_for_every_seed() {
+        let start: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+        for policy in ["default", "accelerated", "slow-roll", "ohno"] {
+            let waves = builtin_policy(policy)
+                .unwrap()
+                .policy()
+                .unwrap()
+                .schedule(start)
+                .unwrap();
+            for seed in 0..=2100 {
+                match ready_at(&waves, seed) {
+                    None => assert!(update_ready(&waves, seed, start - hours(10_000))),
+                    Some(at) => {
+                        assert!(update_ready(&waves, seed, at), "{policy} seed {seed}");
+                        let just_before = at - TimeDelta::nanoseconds(1);
+                        assert!(
+                            !update_ready(&waves, seed, just_before),
+                            "{policy} seed {seed} ready before {at}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
