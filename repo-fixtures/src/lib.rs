@@ -10,14 +10,24 @@
 //!   a TUF client must give.
 //! - [`verify`]: the client side: load a fixture through tough, read targets, play an attack.
 //! - [`cli`]: the `repo-fixtures` command.
+//! - [`disk`], [`loop_device`]: Bottlerocket's disk layout on an image file, and (as root) on a loop device with
+//!   partition nodes.
+//! - [`gpt_tools`]: `cgpt` and `sgdisk` as independent readers of the GPT bits.
+//! - [`tool`]: running a system tool and reporting its failure.
+//! - [`node`]: the simulated node (sysroot + disk) and its boot (the bootloader rule, `proc/cmdline`).
 
 pub mod attacks;
 pub mod chain;
 pub mod cli;
+pub mod disk;
+pub mod gpt_tools;
 pub mod http;
 pub mod images;
 pub mod keys;
+pub mod loop_device;
 pub mod nginx;
+pub mod node;
 pub mod require;
+pub mod tool;
 pub mod tuf_edit;
 pub mod verify;
