@@ -5,6 +5,7 @@
 //! previous one updated with the next release, so older steps are real earlier states of the same repository
 //! (lower role versions, same root): what a replay or mix-and-match attack serves.
 
+use crate::images::{self, OsImageSpec, OsImages};
 use crate::keys::FixtureKey;
 use chrono::{DateTime, Utc};
 use semver::Version;
@@ -22,7 +23,8 @@ pub const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 pub const RELEASES: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];
 
 /// The migrations of the chain, as manifest.json lists them: `(from, to, target name)`.
-/// (Placeholders until the migrator issue builds real migration binaries.)
+/// (Placeholder scripts, unless [`build_chain_with_migrations`] is given their bytes: migrator builds real ones,
+/// `migrator/src/bin/fixture-add-motd-default.rs` and `fixture-rename-hostname-setting.rs`.)
 pub const MIGRATIONS: [(&str, &str, &str); 2] = [
     ("1.0.0", "1.1.0", "migrate_v1.1.0_add-motd-default.lz4"),
     (
@@ -128,20 +130,44 @@ pub fn image_names(variant: &str, arch: &str, version: &str) -> Images {
     }
 }
 
-/// The uncompressed content of a fixture image: text lines naming the image, compressible like a filesystem.
-/// (Real ext4 + dm-verity images arrive with the update-image issue.)
-pub fn image_content(variant: &str, arch: &str, version: &str, part: &str) -> Vec<u8> {
-    let mut content = Vec::with_capacity(48 * 1024);
-    let mut block = 0u32;
-    while content.len() < 48 * 1024 {
-        writeln!(
-            content,
-            "{part} image of {variant} {arch} {version}, block {block}"
-        )
-        .expect("writing to a Vec cannot fail");
-        block += 1;
-    }
-    content
+/// The real images of one release of one variant/arch (ext4 ROOT with os-release and the fixture's trusted
+/// root.json, its dm-verity HASH tree, ext4 BOOT with the root hash), sized for `LayoutSizes::for_tests()`.
+/// Deterministic: the chain publishes exactly these bytes (lz4-compressed), so a test can install a release on a
+/// node's disk and later compare.
+pub fn release_images(
+    variant: &str,
+    arch: &str,
+    version: &str,
+    trusted_root_json: &[u8],
+    scratch: &Path,
+) -> Result<OsImages, ChainError> {
+    let spec = OsImageSpec {
+        variant: variant.into(),
+        arch: arch.into(),
+        version: version.into(),
+        build_id: BUILD_ID.into(),
+        updog_root_json: trusted_root_json.to_vec(),
+        root_size: ROOT_IMAGE_SIZE,
+        boot_size: BOOT_IMAGE_SIZE,
+    };
+    images::build_os_images(&spec, scratch).context(ImagesSnafu {
+        release: format!("{variant} {arch} {version}"),
+    })
+}
+
+/// Image sizes: they fill the test layout's partitions (`LayoutSizes::for_tests()`: BOOT 2 MiB, ROOT 8 MiB).
+pub const ROOT_IMAGE_SIZE: u64 = 8 << 20;
+pub const BOOT_IMAGE_SIZE: u64 = 2 << 20;
+
+/// The fixture chain's trusted root.json (root v1), exactly as every fixture's `root.json` holds it.
+pub async fn fixture_root_json() -> Result<Vec<u8>, ChainError> {
+    Ok(fixture_root_builder(fixture_expiry(), 1)
+        .await?
+        .sign(fixture_now())
+        .await
+        .context(PublishSnafu { what: "sign root" })?
+        .bytes()
+        .to_vec())
 }
 
 /// lz4 frame-compresses data, the format of every image and migration target.
@@ -273,17 +299,26 @@ pub async fn build_chain(
     out: &Path,
     options: &ChainOptions,
 ) -> Result<Vec<FixtureRepo>, ChainError> {
+    build_chain_with_migrations(out, options, &MigrationPayloads::new()).await
+}
+
+/// The uncompressed contents of migration targets, by target name (e.g.
+/// `migrate_v1.1.0_add-motd-default.lz4` → a compiled migration binary).
+pub type MigrationPayloads = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// [`build_chain`], with the migrations named in `payloads` signed as those bytes (lz4-compressed)
+/// instead of the placeholder scripts; migrations not named keep their placeholder.
+pub async fn build_chain_with_migrations(
+    out: &Path,
+    options: &ChainOptions,
+    payloads: &MigrationPayloads,
+) -> Result<Vec<FixtureRepo>, ChainError> {
     let now = fixture_now();
     let inputs = out.join(".chain-inputs");
     let root_path = inputs.join(TRUSTED_ROOT);
     std::fs::create_dir_all(&inputs).context(IoSnafu { path: &inputs })?;
-    fixture_root_builder(fixture_expiry(), 1)
-        .await?
-        .sign(now)
-        .await
-        .context(PublishSnafu { what: "sign root" })?
-        .write(&root_path)
-        .context(PublishSnafu { what: "write root" })?;
+    let root_json = fixture_root_json().await?;
+    write_file(&root_path, &root_json)?;
     let role_keys = fixture_role_keys().await?;
 
     let mut steps: Vec<FixtureRepo> = Vec::new();
@@ -309,13 +344,14 @@ pub async fn build_chain(
         for variant in VARIANTS {
             for arch in ARCHES {
                 let names = image_names(variant, arch, release);
-                for (part, name) in [
-                    ("boot", &names.boot),
-                    ("root", &names.root),
-                    ("hash", &names.hash),
+                let scratch = step_inputs.join(format!("scratch-{variant}-{arch}"));
+                let images = release_images(variant, arch, release, &root_json, &scratch)?;
+                for (image, name) in [
+                    (&images.boot, &names.boot),
+                    (&images.root, &names.root),
+                    (&images.hash, &names.hash),
                 ] {
-                    let data = lz4_compress(&image_content(variant, arch, release, part));
-                    write_file(&targets.join(name), &data)?;
+                    write_file(&targets.join(name), &lz4_compress(image))?;
                 }
             }
         }
@@ -324,7 +360,8 @@ pub async fn build_chain(
             let script = format!(
                 "#!/bin/sh\n# Placeholder migration {from} -> {to}: the migrator issue replaces it with a real one.\nexit 0\n"
             );
-            write_file(&targets.join(name), &lz4_compress(script.as_bytes()))?;
+            let payload = payloads.get(name).map_or(script.as_bytes(), Vec::as_slice);
+            write_file(&targets.join(name), &lz4_compress(payload))?;
         }
         let manifest_path = step_inputs.join("manifest.json");
         let manifest = manifest_at(step, options)?;
@@ -384,6 +421,11 @@ pub enum ChainError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[snafu(display("Fixture images of {release}: {source}"))]
+    Images {
+        release: String,
+        source: crate::images::ImageError,
     },
     #[snafu(display("Fixture manifest: {source}"))]
     Manifest {

@@ -107,7 +107,44 @@ fn make_ext4(tree: &Path, image: &Path, size: u64) -> Result<(), ImageError> {
         .arg(format!("{}k", size / 1024))
         .env("E2FSPROGS_FAKE_TIME", FIXED_EPOCH)
         .env("SOURCE_DATE_EPOCH", FIXED_EPOCH);
-    run(command, "mke2fs").map(|_| ())
+    run(command, "mke2fs")?;
+    stamp_fixed_times(tree, image)
+}
+
+/// mke2fs -d copies each file's atime, mtime and ctime from the source tree, and ctime cannot be set from user
+/// space: rewrite all three inside the image (`debugfs -w`) so the bytes do not depend on when the tree was made.
+fn stamp_fixed_times(tree: &Path, image: &Path) -> Result<(), ImageError> {
+    let mut paths = vec!["/".to_string()];
+    let mut stack = vec![tree.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).context(IoSnafu { path: &dir })? {
+            let path = entry.context(IoSnafu { path: &dir })?.path();
+            let inside = path.strip_prefix(tree).expect("walked from the tree");
+            paths.push(format!("/{}", inside.display()));
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    paths.sort();
+    let commands: String = paths
+        .iter()
+        .flat_map(|p| {
+            ["atime", "mtime", "ctime"]
+                .map(|field| format!("set_inode_field {p} {field} @{FIXED_EPOCH}\n"))
+        })
+        .collect();
+    let script = image.with_extension("debugfs-times");
+    write(&script, commands.as_bytes())?;
+    let mut command = Command::new("debugfs");
+    command
+        .arg("-w")
+        .arg("-f")
+        .arg(&script)
+        .arg(image)
+        .env("E2FSPROGS_FAKE_TIME", FIXED_EPOCH);
+    run(command, "debugfs -w")?;
+    std::fs::remove_file(&script).context(IoSnafu { path: &script })
 }
 
 /// `veritysetup format DATA HASH`, returning the root hash.
@@ -151,17 +188,27 @@ pub fn read_ext4_file(image: &Path, path: &str) -> Result<Vec<u8>, ImageError> {
         .arg(image)
         .output()
         .context(SpawnSnafu { tool: "debugfs" })?;
-    // debugfs exits 0 even for a missing file; it then prints nothing on stdout and an error on stderr.
+    // debugfs exits 0 even for a missing file or a device with no filesystem; it then says so on stderr, where a
+    // success prints only its version banner ("debugfs 1.47.0 (5-Feb-2023)").
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !is_debugfs_banner(l))
+        .collect();
     ensure!(
-        output.status.success() && !stderr.contains("File not found"),
+        output.status.success() && complaints.is_empty(),
         Ext4ReadSnafu {
             image,
             path,
-            stderr: stderr.trim().to_string(),
+            stderr: complaints.join("; "),
         }
     );
     Ok(output.stdout)
+}
+
+fn is_debugfs_banner(line: &str) -> bool {
+    line.strip_prefix("debugfs ")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn run(mut command: Command, tool: &'static str) -> Result<String, ImageError> {
@@ -255,6 +302,19 @@ mod tests {
     }
 
     #[test]
+    fn images_do_not_depend_on_when_they_were_built() {
+        if !tools_present() {
+            return;
+        }
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = build_os_images(&spec("1.0.0"), a.path()).unwrap();
+        // Later source files: ctime, which mke2fs copies and nothing can set, moves on by over a second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = build_os_images(&spec("1.0.0"), b.path()).unwrap();
+        assert!(first == second, "images built a second apart differ");
+    }
+
+    #[test]
     fn verity_catches_one_flipped_byte_in_root() {
         if !tools_present() {
             return;
@@ -278,6 +338,18 @@ mod tests {
         let old = build_os_images(&spec("1.0.0"), a.path()).unwrap();
         let new = build_os_images(&spec("1.1.0"), b.path()).unwrap();
         assert_ne!(old.root_hash, new.root_hash);
+    }
+
+    #[test]
+    fn reading_from_something_that_is_not_ext4_is_an_error() {
+        if !tools_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = dir.path().join("zeros.img");
+        std::fs::write(&zeros, vec![0u8; 2 << 20]).unwrap();
+        let error = read_ext4_file(&zeros, ROOT_HASH_FILE).unwrap_err();
+        assert!(error.to_string().contains(ROOT_HASH_FILE), "{error}");
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //! 2. write `<sysroot>/proc/cmdline` as upstream GRUB's kernel line, naming the set by its BOOT partition's
 //!    PARTUUID ([`signpost::cmdline::boot_partition_args`]), which is how signpost tells the active set.
 //!
+//! 3. on a node with OS images installed ([`Node::install`]): read the root hash from the chosen BOOT image, check
+//!    ROOT against HASH with it (`veritysetup verify`, as dm-verity would on every read: a corrupt or mismatched
+//!    root fails the boot), then take `os-release` and `root.json` from the booted ROOT into the sysroot
+//!    (`usr/lib/os-release`, `usr/share/updog/root.json`), so the node's version is the booted image's.
+//!
 //! No pick means "boot failed: no bootable partition set", and `proc/cmdline` is removed (no kernel runs).
-//! Later steps (checking ROOT against its dm-verity hash, `os-release` from the ROOT image, migrator, the health
-//! checks and `signpost mark-successful-boot`) join [`Node::boot`] after step 2 and report through
-//! [`BootOutcome`]; a failed step leaves the boot unmarked, so the next boot falls back.
+//! Later steps (migrator, the health checks and `signpost mark-successful-boot`) join [`Node::boot`] after step 3
+//! and report through [`BootOutcome`]; a failed step leaves the boot unmarked, so the next boot falls back.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,11 +28,12 @@
 //! ```
 
 use crate::disk::{DiskBuilder, DiskError, FixtureDisk};
+use crate::images::{self, ImageError, OsImages, ROOT_HASH_FILE};
 use signpost::boot_rule::{self, BootPick};
 use signpost::cmdline::boot_partition_args;
 use signpost::guid::BOTTLEROCKET_BOOT;
 use signpost::{GptPrio, Guid, Location, OsDisk, SetSelect};
-use snafu::{OptionExt, ResultExt, Snafu};
+use snafu::{OptionExt, ResultExt, Snafu, ensure};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,6 +45,22 @@ pub enum NodeError {
 
     #[snafu(display("Failed to build the node's disk"))]
     BuildDisk { source: DiskError },
+
+    #[snafu(display("Failed to install images: {source}"))]
+    InstallDisk { source: signpost::Error },
+
+    #[snafu(display("Failed to install images: the disk has no set {set:?}"))]
+    NoSuchSet { set: SetSelect },
+
+    #[snafu(display("Failed to write the {what} image into partition {number}"))]
+    InstallWrite {
+        what: &'static str,
+        number: u32,
+        source: io::Error,
+    },
+
+    #[snafu(display("Failed to record that {} carries OS images", path.display()))]
+    Marker { path: PathBuf, source: io::Error },
 }
 
 #[derive(Debug, Snafu)]
@@ -61,8 +82,32 @@ pub enum BootError {
         source: signpost::Error,
     },
 
+    #[snafu(display("boot failed: cannot read partition {number} of the booted set"))]
+    ReadPartition { number: u32, source: io::Error },
+
+    #[snafu(display("boot failed: BOOT partition {number} holds no root hash"))]
+    NoRootHash { number: u32, source: ImageError },
+
+    #[snafu(display(
+        "boot failed: ROOT partition {root} does not match its dm-verity hash tree in partition {hash} (root hash {root_hash})"
+    ))]
+    VerityMismatch {
+        root: u32,
+        hash: u32,
+        root_hash: String,
+    },
+
+    #[snafu(display("boot failed: cannot check the booted images: {source}"))]
+    ImageTools { source: ImageError },
+
+    #[snafu(display("boot failed: the booted ROOT has no {path}"))]
+    RootFile { path: String, source: ImageError },
+
     #[snafu(display("Failed to write {}", path.display()))]
     WriteCmdline { path: PathBuf, source: io::Error },
+
+    #[snafu(display("boot failed: cannot write the booted release's {}", path.display()))]
+    WriteSysroot { path: PathBuf, source: io::Error },
 
     #[snafu(display("Failed to remove {}", path.display()))]
     RemoveCmdline { path: PathBuf, source: io::Error },
@@ -81,6 +126,21 @@ pub struct BootOutcome {
     pub after: GptPrio,
     /// The kernel command line written to `<sysroot>/proc/cmdline`.
     pub cmdline: String,
+    /// What the booted ROOT image says it is, on a node with OS images installed (`None` on a bare disk).
+    pub release: Option<BootedRelease>,
+}
+
+/// The release a boot came up in, read from the verified ROOT image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootedRelease {
+    /// `VERSION_ID` from the ROOT image's `/usr/lib/os-release`.
+    pub version_id: String,
+    /// `VARIANT_ID` from the same file.
+    pub variant_id: String,
+    /// The dm-verity root hash the BOOT image named and ROOT matched.
+    pub root_hash: String,
+    /// The whole os-release text.
+    pub os_release: String,
 }
 
 /// What the bootloader chose.
@@ -171,8 +231,12 @@ impl Node {
             loaded.root_sectors,
         );
         write_cmdline(&cmdline_path, &cmdline)?;
-        // Later steps run here, in the booted set: the dm-verity check of ROOT, os-release from ROOT, migrator,
-        // the health checks, mark-successful-boot.
+        let release = if self.has_images() {
+            Some(self.verify_and_take_release(loaded.pick.number)?)
+        } else {
+            None
+        };
+        // Later steps run here, in the booted set: migrator, the health checks, mark-successful-boot.
         Ok(BootOutcome {
             set: loaded.set,
             boot_partition: loaded.pick.number,
@@ -180,6 +244,112 @@ impl Node {
             before: loaded.pick.before,
             after: loaded.pick.after,
             cmdline,
+            release,
+        })
+    }
+
+    /// The marker that says this node's disk carries real OS images, so that its boot checks them.
+    fn images_marker(&self) -> PathBuf {
+        self.sysroot.join("etc/fixture-node/images-installed")
+    }
+
+    /// Whether [`Node::install`] put OS images on this node's disk.
+    pub fn has_images(&self) -> bool {
+        self.images_marker().exists()
+    }
+
+    /// Writes a release's images into `set` (BOOT, ROOT, HASH: the set's BOOT entry and the two after it, as in
+    /// Bottlerocket's layout), flushed, and from then on makes every boot verify the booted set's images. A fresh
+    /// Bottlerocket disk holds its first release in set A.
+    pub fn install(&self, set: SetSelect, images: &OsImages) -> Result<(), NodeError> {
+        let disk = OsDisk::open(&self.disk).context(InstallDiskSnafu)?;
+        let table = disk.read_table().context(InstallDiskSnafu)?;
+        let boot_number = table
+            .iter()
+            .filter(|(_, entry)| entry.partition_type_guid == BOTTLEROCKET_BOOT.disk_bytes())
+            .nth(set.index())
+            .map(|(number, _)| number)
+            .context(NoSuchSetSnafu { set })?;
+        for (offset, what, image) in [
+            (0, "BOOT", &images.boot),
+            (1, "ROOT", &images.root),
+            (2, "HASH", &images.hash),
+        ] {
+            let number = boot_number + offset;
+            let target = disk.partition(&table, number).context(InstallDiskSnafu)?;
+            let mut file = target.open_write().context(InstallDiskSnafu)?;
+            io::Write::write_all(&mut file, image).context(InstallWriteSnafu { what, number })?;
+            file.sync_all().context(InstallDiskSnafu)?;
+        }
+        let marker = self.images_marker();
+        if let Some(dir) = marker.parent() {
+            fs::create_dir_all(dir).context(MarkerSnafu { path: &marker })?;
+        }
+        fs::write(&marker, b"").context(MarkerSnafu { path: &marker })
+    }
+
+    /// dm-verity and the root filesystem: the BOOT image names the root hash, ROOT must match HASH under it, and
+    /// then the node's os-release and updog root.json are the booted ROOT's.
+    fn verify_and_take_release(&self, boot_number: u32) -> Result<BootedRelease, BootError> {
+        let disk = OsDisk::open(&self.disk).context(DiskSnafu)?;
+        let table = disk.read_table().context(DiskSnafu)?;
+        let scratch = tempfile::tempdir().context(ReadPartitionSnafu {
+            number: boot_number,
+        })?;
+        let copy_out = |number: u32, name: &str| -> Result<PathBuf, BootError> {
+            let target = disk.partition(&table, number).context(DiskSnafu)?;
+            let mut source = target.open_read().context(DiskSnafu)?;
+            let path = scratch.path().join(name);
+            let mut out = fs::File::create(&path).context(ReadPartitionSnafu { number })?;
+            io::copy(&mut source, &mut out).context(ReadPartitionSnafu { number })?;
+            Ok(path)
+        };
+        let (root_number, hash_number) = (boot_number + 1, boot_number + 2);
+        let boot = copy_out(boot_number, "boot.img")?;
+        let root = copy_out(root_number, "root.img")?;
+        let hash = copy_out(hash_number, "hash.img")?;
+
+        let root_hash = images::read_ext4_file(&boot, ROOT_HASH_FILE).context(NoRootHashSnafu {
+            number: boot_number,
+        })?;
+        let root_hash = String::from_utf8_lossy(&root_hash).trim().to_string();
+        let verified = images::verity_verify(&root, &hash, &root_hash).context(ImageToolsSnafu)?;
+        ensure!(
+            verified,
+            VerityMismatchSnafu {
+                root: root_number,
+                hash: hash_number,
+                root_hash,
+            }
+        );
+
+        let mut taken = Vec::new();
+        for (inside, on_node) in [
+            ("/usr/lib/os-release", "usr/lib/os-release"),
+            ("/usr/share/updog/root.json", "usr/share/updog/root.json"),
+        ] {
+            let data =
+                images::read_ext4_file(&root, inside).context(RootFileSnafu { path: inside })?;
+            let path = self.sysroot.join(on_node);
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).context(WriteSysrootSnafu { path: &path })?;
+            }
+            fs::write(&path, &data).context(WriteSysrootSnafu { path: &path })?;
+            taken.push(data);
+        }
+        let os_release = String::from_utf8_lossy(&taken[0]).into_owned();
+        let field = |key: &str| {
+            os_release
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        Ok(BootedRelease {
+            version_id: field("VERSION_ID"),
+            variant_id: field("VARIANT_ID"),
+            root_hash,
+            os_release,
         })
     }
 
