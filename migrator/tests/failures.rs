@@ -1,0 +1,223 @@
+//! Every way a migration can fail leaves `current` resolving to the untouched old datastore, with
+//! no copy left behind; a migration that signed metadata does not vouch for is never run; an
+//! expired but correctly signed cache still migrates (offline boot after a long shutdown).
+
+mod support;
+
+use repo_fixtures::attacks::{self, good_signers};
+use repo_fixtures::chain::FixtureRepo;
+use repo_fixtures::keys::FixtureKey;
+use repo_fixtures::tuf_edit::{self, PublishedRoles};
+use std::collections::BTreeSet;
+use support::*;
+
+/// A node at 1.0.0 (large datastore) booting 1.2.0 from `repo`'s cache.
+fn node_booting_1_2(repo: &FixtureRepo) -> (Node, std::path::PathBuf) {
+    let node = Node::new(repo, "1.2.0");
+    let data = node.create_datastore("1.0.0", &Contents::large());
+    (node, data)
+}
+
+/// The old chain is untouched: `current` resolves to the original data, unchanged, and the
+/// datastore directory holds exactly what it held before.
+fn assert_untouched(node: &Node, original_dir: &std::path::Path, before: &Snapshot) {
+    assert_eq!(node.current_version(), "1.0.0");
+    assert_eq!(node.current_data(), original_dir);
+    assert_eq!(
+        &snapshot(&node.datastore_dir()),
+        before,
+        "datastore directory changed"
+    );
+}
+
+type Snapshot = std::collections::BTreeMap<String, (String, u32, Vec<u8>)>;
+
+#[test]
+fn a_migration_failing_or_crashing_leaves_the_old_datastore_in_place() {
+    for (fault, ran) in [
+        ("add-motd-default:exit", vec!["add-motd-default.forward"]),
+        ("add-motd-default:crash", vec!["add-motd-default.forward"]),
+        (
+            "rename-hostname-setting:exit",
+            vec![
+                "add-motd-default.forward",
+                "rename-hostname-setting.forward",
+            ],
+        ),
+        (
+            "rename-hostname-setting:crash",
+            vec![
+                "add-motd-default.forward",
+                "rename-hostname-setting.forward",
+            ],
+        ),
+    ] {
+        let (node, original) = node_booting_1_2(step("1.2.0"));
+        let before = snapshot(&node.datastore_dir());
+        let output = node
+            .migrator()
+            .env("FIXTURE_MIGRATION_FAULT", fault)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{fault}: {}",
+            stderr(&output)
+        );
+        let err = stderr(&output);
+        let (name, mode) = fault.split_once(':').unwrap();
+        assert!(
+            err.contains("Error: Migration 'migrate_v1.")
+                && err.contains(&format!("_{name}' failed (")),
+            "{fault}: {err}"
+        );
+        match mode {
+            "exit" => {
+                assert!(err.contains("exit code 1"), "{fault}: {err}");
+                assert!(
+                    err.contains("fails on purpose"),
+                    "{fault}: stderr not logged: {err}"
+                );
+            }
+            _ => assert!(err.contains("killed by signal 6"), "{fault}: {err}"),
+        }
+        assert_eq!(
+            node.markers(),
+            ran.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            "{fault}"
+        );
+        // Intermediate and partial copies are gone; the old chain is as it was.
+        assert_untouched(&node, &original, &before);
+
+        // Without the fault the same node migrates.
+        let output = node.run_migrator();
+        assert!(output.status.success(), "{fault}: {}", stderr(&output));
+        assert_eq!(node.current_version(), "1.2.0");
+    }
+}
+
+/// Runs migrator on a node whose cache was tampered with; it must fail before running anything.
+fn assert_refused(node: &Node, original: &std::path::Path, expect_in_error: &str) {
+    let before = snapshot(&node.datastore_dir());
+    let output = node.run_migrator();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains(expect_in_error),
+        "expected '{expect_in_error}' in: {err}"
+    );
+    assert!(
+        node.markers().is_empty(),
+        "a migration ran: {:?}",
+        node.markers()
+    );
+    assert_untouched(node, original, &before);
+}
+
+#[test]
+fn a_missing_migration_target_runs_nothing() {
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    std::fs::remove_file(node.cached_target(RENAME_HOSTNAME)).unwrap();
+    assert_refused(&node, &original, RENAME_HOSTNAME);
+}
+
+#[test]
+fn a_migration_with_a_wrong_hash_runs_nothing() {
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let path = node.cached_target(ADD_MOTD);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    assert_refused(&node, &original, ADD_MOTD);
+}
+
+#[test]
+fn a_migration_not_listed_in_signed_targets_runs_nothing() {
+    // manifest.json (signed) still names the migration and its file is in the cache, but the
+    // targets role, correctly re-signed, no longer lists it.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = FixtureRepo {
+        dir: dir.path().join("unlisted"),
+    };
+    repo_fixtures::chain::copy_dir(&step("1.2.0").dir, &repo.dir).unwrap();
+    runtime().block_on(async {
+        let mut roles = PublishedRoles::load(&repo.metadata_dir()).unwrap();
+        let name = tough::TargetName::new(RENAME_HOSTNAME).unwrap();
+        assert!(roles.targets.signed.targets.remove(&name).is_some());
+        roles.targets = tuf_edit::sign_role(
+            roles.targets.signed.clone(),
+            &[FixtureKey::Targets1, FixtureKey::Targets2],
+        )
+        .await
+        .unwrap();
+        roles.publish_from_targets(&good_signers()).await.unwrap();
+    });
+    let (node, original) = node_booting_1_2(&repo);
+    assert!(node.cached_target(RENAME_HOSTNAME).is_file());
+    assert_refused(
+        &node,
+        &original,
+        "not listed in the signed targets metadata",
+    );
+}
+
+fn attack_repo(name: &str, out: &std::path::Path) -> FixtureRepo {
+    let attack = attacks::find(name).unwrap();
+    runtime()
+        .block_on(attacks::build_attack(
+            attack,
+            chain_steps(),
+            &out.join(name),
+        ))
+        .unwrap()
+}
+
+#[test]
+fn bad_signatures_and_unmet_thresholds_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for attack in [
+        "bad-signature",
+        "threshold-not-met",
+        "root-rotation-too-few-old-keys",
+    ] {
+        let repo = attack_repo(attack, dir.path());
+        let (node, original) = node_booting_1_2(&repo);
+        assert_refused(&node, &original, "Failed to load the local TUF repository");
+    }
+}
+
+#[test]
+fn a_tampered_manifest_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = attack_repo("target-hash-mismatch", dir.path());
+    let (node, original) = node_booting_1_2(&repo);
+    assert_refused(&node, &original, "manifest.json");
+}
+
+#[test]
+fn expired_but_signed_metadata_still_migrates_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    for attack in [
+        "expired-timestamp",
+        "expired-snapshot",
+        "expired-targets",
+        "expired-root",
+    ] {
+        let repo = attack_repo(attack, dir.path());
+        let (node, _original) = node_booting_1_2(&repo);
+        let output = node.run_migrator();
+        assert!(output.status.success(), "{attack}: {}", stderr(&output));
+        assert_eq!(node.current_version(), "1.2.0", "{attack}");
+        assert_eq!(node.markers().len(), 2, "{attack}");
+    }
+}
+
+#[test]
+fn no_migration_path_is_an_error_that_changes_nothing() {
+    // The 1.1.0 cache knows no way to 1.2.0.
+    let node = Node::new(step("1.1.0"), "1.2.0");
+    let original = node.create_datastore("1.0.0", &Contents::large());
+    assert_refused(&node, &original, "No migration path from 1.0.0 to 1.2.0");
+}
