@@ -2,9 +2,9 @@
 //! function here that calls the library; `main.rs` only parses and reports.
 
 use crate::attacks::{self, ATTACKS, AttackError};
-use crate::chain::{self, ChainOptions, FixtureRepo, RELEASES};
+use crate::chain::{self, ChainOptions, RELEASES};
 use crate::http::{FaultServer, FaultServerError};
-use crate::verify::{self, VerifyError};
+use crate::lifecycle::{self, Binaries, LifecycleError};
 use clap::{Args, Parser, Subcommand};
 use snafu::{ResultExt, Snafu};
 use std::io::{self, Write};
@@ -31,8 +31,8 @@ pub enum Command {
     Build(BuildArgs),
     /// List the named fixtures.
     List,
-    /// The main job for now: build every fixture, serve them over HTTP, load the good repository through tough as a
-    /// client would and print its updates, then keep serving (print the URLs to point a client at).
+    /// The main job: a whole update lifecycle on a simulated node (disk-image file, local signed repository served
+    /// over HTTP, the real updog and migrator binaries): 1.0.0 → boot → check → update → reboot → migrate → mark.
     Demo(DemoArgs),
 }
 
@@ -46,15 +46,18 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to build the fixtures; default: a new directory under the system temp dir.
+    /// Where to put the repository and the node; default: a new directory under the system temp dir.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The port to serve on; 0 picks a free one.
+    /// The port to serve the repository on; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Exit after the check instead of serving until killed.
+    /// Where the updog, migrator and fixture migration binaries are; default: build them with cargo.
     #[arg(long)]
-    pub once: bool,
+    pub bin_dir: Option<PathBuf>,
+    /// Keep serving the repository after the lifecycle, until interrupted.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,8 +95,11 @@ pub enum CliError {
     #[snafu(display("Failed to create a directory for the demo"))]
     DemoDir { source: io::Error },
 
-    #[snafu(display("The good repository failed the client check"))]
-    Verify { source: VerifyError },
+    #[snafu(display("The update lifecycle failed"))]
+    Lifecycle {
+        #[snafu(source(from(LifecycleError, Box::new)))]
+        source: Box<LifecycleError>,
+    },
 
     #[snafu(display("Failed to start the async runtime"))]
     Runtime { source: io::Error },
@@ -191,87 +197,29 @@ fn demo(args: &DemoArgs) -> Result<(), CliError> {
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => tempfile::Builder::new()
-            .prefix("repo-fixtures-demo-")
+            .prefix("abupdate-demo-")
             .tempdir()
             .context(DemoDirSnafu)?
             .keep(),
     };
-    let runtime = runtime()?;
-    let built = runtime
-        .block_on(attacks::build_all(&dir))
-        .context(BuildSnafu { out: &dir })?;
-    let server = FaultServer::builder(&dir)
-        .addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port))
-        .serve()
-        .context(ServeSnafu { dir: &dir })?;
-    let newest = attacks::chain_step_name(RELEASES[RELEASES.len() - 1]);
-    let good = FixtureRepo {
-        dir: dir.join(&newest),
-    };
-    let metadata_url = server.url_for(&format!("{newest}/metadata/"));
-    let targets_url = server.url_for(&format!("{newest}/targets/"));
-    let report = runtime
-        .block_on(verify::check_repository(
-            &good,
-            metadata_url.clone(),
-            targets_url.clone(),
-        ))
-        .context(VerifySnafu)?;
-
-    // Collected first, then printed at once and flushed, so a parent reading stdout sees the whole report.
-    let mut lines: Vec<String> = Vec::new();
-    lines.push(format!(
-        "Built {} fixture repositories in {}",
-        built.len(),
+    let binaries = match &args.bin_dir {
+        Some(bin_dir) => Binaries::in_dir(bin_dir),
+        None => Binaries::build(),
+    }
+    .context(LifecycleSnafu)?;
+    println!(
+        "The whole update lifecycle on a simulated node, in {}",
         dir.display()
-    ));
-    lines.push(format!("Serving them at {}", server.base_url()));
-    lines.push(String::new());
-    lines.push(format!(
-        "Good repository ({newest}), loaded through tough over HTTP:"
-    ));
-    lines.push(format!(
-        "  trusted root       {}",
-        good.trusted_root().display()
-    ));
-    lines.push(format!("  metadata_base_url  {metadata_url}"));
-    lines.push(format!("  targets_base_url   {targets_url}"));
-    lines.push(format!(
-        "  role versions      timestamp {} / snapshot {} / targets {}",
-        report.timestamp_version, report.snapshot_version, report.targets_version
-    ));
-    lines.push(format!(
-        "  targets            {} (manifest.json verified: {} updates, {} migrations)",
-        report.target_count,
-        report.manifest.updates.len(),
-        report.manifest.migrations.len()
-    ));
-    for update in &report.manifest.updates {
-        lines.push(format!(
-            "    {} {} {} (max {}), {} waves",
-            update.variant,
-            update.arch,
-            update.version,
-            update.max_version,
-            update.waves.len()
-        ));
-    }
-    lines.push(String::new());
-    lines.push("Attack repositories (each must be rejected by a TUF client):".into());
-    for attack in &ATTACKS {
-        lines.push(format!(
-            "  {:32} {}",
-            attack.name,
-            server.url_for(&format!("{}/metadata/", attack.name))
-        ));
-    }
-    let mut out = io::stdout().lock();
-    writeln!(out, "{}", lines.join("\n")).context(StdoutSnafu)?;
-    out.flush().context(StdoutSnafu)?;
-    drop(out);
-    if args.once {
+    );
+    let (_report, server) =
+        lifecycle::run_lifecycle(&dir, &binaries, args.port).context(LifecycleSnafu)?;
+    if !args.serve {
         return Ok(());
     }
+    println!(
+        "Serving the repository at {} until interrupted",
+        server.base_url()
+    );
     loop {
         thread::park();
     }

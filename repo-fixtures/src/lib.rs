@@ -9,6 +9,7 @@
 //! - [`attacks`], [`tuf_edit`]: attack repositories, each the good chain with one thing changed, and the rejection
 //!   a TUF client must give.
 //! - [`verify`]: the client side: load a fixture through tough, read targets, play an attack.
+//! - [`lifecycle`]: the main job, a whole update lifecycle on a simulated node with the real binaries.
 //! - [`cli`]: the `repo-fixtures` command.
 //! - [`disk`], [`loop_device`]: Bottlerocket's disk layout on an image file, and (as root) on a loop device with
 //!   partition nodes.
@@ -24,6 +25,7 @@ pub mod gpt_tools;
 pub mod http;
 pub mod images;
 pub mod keys;
+pub mod lifecycle;
 pub mod loop_device;
 pub mod nginx;
 pub mod node;

@@ -102,11 +102,27 @@ fn build_refuses_an_unknown_fixture_by_name() {
 }
 
 #[test]
-fn demo_builds_serves_and_checks_the_good_repository() {
+fn demo_runs_the_whole_update_lifecycle() {
+    // The real updog and migrator binaries sit beside this package's binary when the workspace's binaries are
+    // built, as `cargo test --workspace` does (and CI runs).
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+        .parent()
+        .expect("target dir")
+        .to_owned();
+    if let Err(missing) = repo_fixtures::lifecycle::Binaries::in_dir(&bin_dir) {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "CI must build the workspace's binaries (cargo test --workspace): {missing}"
+        );
+        eprintln!("SKIPPED demo_runs_the_whole_update_lifecycle: {missing}");
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
-        .args(["demo", "--once", "--dir"])
+        .args(["demo", "--dir"])
         .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(&bin_dir)
         .output()
         .expect("run repo-fixtures demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -115,17 +131,27 @@ fn demo_builds_serves_and_checks_the_good_repository() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("manifest.json verified: 12 updates, 2 migrations"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("metadata_base_url  http://127.0.0.1:"),
-        "{stdout}"
-    );
-    assert!(
-        dir.path()
-            .join("rollback-root/metadata/2.root.json")
-            .is_file()
-    );
+    for expected in [
+        "os-release says 1.0.0; marked successful",
+        "updog check-update → aws-dev 1.2.0",
+        "updog update → Update applied: aws-dev 1.2.0",
+        "Rebooted into set B (tries left 0): dm-verity OK, os-release says 1.2.0",
+        "settings.network.hostname=\"demo-node\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    // The node really is on 1.2.0 in set B, marked successful, with its settings renamed by the migration.
+    let os_release =
+        std::fs::read_to_string(dir.path().join("node/sysroot/usr/lib/os-release")).unwrap();
+    assert!(os_release.contains("VERSION_ID=1.2.0"), "{os_release}");
+    let settings = repo_fixtures::lifecycle::read_settings(
+        &dir.path()
+            .join("node/sysroot/var/lib/bottlerocket/datastore"),
+    )
+    .unwrap();
+    assert!(settings.contains(&("settings.network.hostname".into(), "\"demo-node\"".into())));
+    assert!(!settings.iter().any(|(k, _)| k == "settings.hostname"));
 }

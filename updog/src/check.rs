@@ -13,6 +13,7 @@ use crate::tuf::{self, TufLoader};
 use chrono::{DateTime, SecondsFormat, Utc};
 use semver::Version;
 use snafu::ResultExt;
+use tough::{Repository, Transport};
 use update_metadata::{Manifest, Update};
 
 /// What check-update was asked.
@@ -69,28 +70,54 @@ impl Node {
 
     /// Loads the repository (persisted trust, expiry enforced) and reads its manifest.json.
     pub async fn load_manifest(&self, params: QueryParams) -> Result<Manifest> {
+        let repository = self.load_repository(QueryTransport::new(params)).await?;
+        self.read_manifest(&repository).await
+    }
+
+    /// Loads the repository with this node's trust (persisted, expiry enforced), fetching through `transport`.
+    pub async fn load_repository(&self, transport: impl Transport + 'static) -> Result<Repository> {
         let datastore = self.sysroot.tuf_datastore();
         let root = tuf::node_trusted_root(&self.sysroot.trusted_root(), &datastore).context(
             error::RepositorySnafu {
                 metadata_url: self.config.metadata_base_url.clone(),
             },
         )?;
-        let repository = TufLoader::new(
+        TufLoader::new(
             root,
             self.config.metadata_base_url.clone(),
             self.config.targets_base_url.clone(),
             &datastore,
         )
-        .transport(QueryTransport::new(params))
+        .transport(transport)
         .load()
         .await
         .context(error::RepositorySnafu {
             metadata_url: self.config.metadata_base_url.clone(),
-        })?;
-        let bytes = tuf::read_target(&repository, "manifest.json", &datastore)
+        })
+    }
+
+    /// Reads and parses the repository's manifest.json (length and sha256 verified).
+    pub async fn read_manifest(&self, repository: &Repository) -> Result<Manifest> {
+        let bytes = tuf::read_target(repository, "manifest.json", &self.sysroot.tuf_datastore())
             .await
             .context(error::ManifestReadSnafu)?;
         Manifest::from_slice(&bytes).context(error::ManifestParseSnafu)
+    }
+}
+
+impl CheckOptions {
+    /// The selection query for `node` at `now`: the node's identity with this command line's overrides.
+    pub fn query<'a>(&'a self, node: &'a Node, now: DateTime<Utc>) -> UpdateQuery<'a> {
+        UpdateQuery {
+            variant: self.variant.as_deref().unwrap_or(&node.release.variant_id),
+            arch: self.arch.as_deref().unwrap_or(&node.release.arch),
+            current: &node.release.version_id,
+            seed: node.config.seed,
+            ignore_waves: self.ignore_waves || node.config.ignore_waves,
+            now,
+            version_lock: &node.config.version_lock,
+            image: self.image.as_ref(),
+        }
     }
 }
 
@@ -102,22 +129,7 @@ pub async fn check_update(
     _lock: &UpdogLock,
 ) -> Result<Output> {
     let manifest = node.load_manifest(node.query_params()).await?;
-    let variant = options
-        .variant
-        .as_deref()
-        .unwrap_or(&node.release.variant_id);
-    let arch = options.arch.as_deref().unwrap_or(&node.release.arch);
-    let query = UpdateQuery {
-        variant,
-        arch,
-        current: &node.release.version_id,
-        seed: node.config.seed,
-        ignore_waves: options.ignore_waves || node.config.ignore_waves,
-        now,
-        version_lock: &node.config.version_lock,
-        image: options.image.as_ref(),
-    };
-    report(&manifest, &query, options)
+    report(&manifest, &options.query(node, now), options)
 }
 
 /// The output for a loaded manifest (the pure half of check-update).
@@ -161,7 +173,7 @@ pub fn report(
 }
 
 /// The reason after "No update available: " (none when simply up to date, as upstream).
-fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<String> {
+pub(crate) fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<String> {
     match why {
         NoUpdate::UpToDate => None,
         NoUpdate::LockedToCurrent => Some(format!(
@@ -188,7 +200,7 @@ pub fn full_version(update: &Update) -> String {
 }
 
 /// Upstream's `serde_json::to_string_pretty` + `println!`.
-fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+pub(crate) fn pretty_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     let mut text = serde_json::to_string_pretty(value).context(error::SerializeSnafu)?;
     text.push('\n');
     Ok(text)

@@ -1,15 +1,20 @@
 //! updog's command line: upstream's subcommand and flag names (`check-update`, its alias
 //! `whats`, `-a/--all`, `-j/--json`, `-i/--image`, `-n/--now`/`--ignore-waves`, `--log-level`,
-//! hidden `--variant`), plus `--sysroot` (DESIGN.md §4) and a hidden `--arch`. As upstream, flags
-//! may come before or after the subcommand, and usage errors exit 1.
+//! hidden `--variant`), the update commands (`update-image`, `update`, `update-apply`,
+//! `update-revert`, `-r/--reboot`), plus `--sysroot` (DESIGN.md §4), `--disk` and a hidden `--arch`.
+//! As upstream, flags may come before or after the subcommand, and usage errors exit 1.
 
 use crate::check::{self, CheckOptions, Node, Output};
+use crate::config::{self, Config};
 use crate::error::{self, Result};
 use crate::lock::UpdogLock;
+use crate::progress;
 use crate::sysroot::Sysroot;
+use crate::update::{self, UpdateOptions};
 use clap::{Parser, Subcommand};
 use log::LevelFilter;
 use semver::Version;
+use signpost::Location;
 use snafu::ResultExt;
 use std::path::PathBuf;
 
@@ -58,6 +63,15 @@ pub struct Cli {
     #[arg(long, global = true, hide = true)]
     pub arch: Option<String>,
 
+    /// Reboot into the new image after `update` or `update-apply`.
+    #[arg(short, long, global = true)]
+    pub reboot: bool,
+
+    /// The OS disk (block device, loop device or disk-image file), instead of updog.toml's `disk` or the
+    /// disk under the root filesystem.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub disk: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +81,14 @@ pub enum Command {
     /// Show if an update is available.
     #[command(alias = "whats")]
     CheckUpdate,
+    /// Perform an update if available (update-image, then update-apply).
+    Update,
+    /// Download & write an update but do not update flags.
+    UpdateImage,
+    /// Update boot flags (after having called update-image).
+    UpdateApply,
+    /// Revert actions done by 'update-apply'.
+    UpdateRevert,
 }
 
 fn parse_version(s: &str) -> std::result::Result<Version, String> {
@@ -100,11 +122,29 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
 /// Runs a parsed command line. Takes updog's lock first, then reads the node's config.
 ///
 /// Like upstream, this exports updog.toml's proxy settings as `HTTPS_PROXY`/`NO_PROXY` for
-/// tough's HTTP client, before it starts the async runtime: call it from `main` while the
-/// process is single-threaded.
+/// the HTTP clients, before it starts the async runtime: call it from `main` while the process is
+/// single-threaded.
 pub fn run(cli: Cli) -> Result<Output> {
     let sysroot = Sysroot::new(&cli.sysroot);
     let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
+    if let Command::UpdateApply | Command::UpdateRevert = cli.command {
+        // Upstream needs no config for these: they only change the boot flags. updog.toml is read
+        // when present, for `disk` and `reboot_command`.
+        let config = optional_config(&sysroot);
+        let location = location(&cli, config.as_ref());
+        return match cli.command {
+            Command::UpdateApply => {
+                let reboot = cli.reboot.then(|| {
+                    config
+                        .as_ref()
+                        .map_or_else(config::default_reboot_command, |c| c.reboot_command.clone())
+                });
+                update::update_apply(&location, reboot.as_deref())
+            }
+            _ => update::update_revert(&location),
+        };
+    }
+
     let node = Node::load(sysroot)?;
     for (key, value) in node.config.proxy_environment() {
         log::debug!("setting {key}={value}");
@@ -116,24 +156,65 @@ pub fn run(cli: Cli) -> Result<Output> {
         .enable_all()
         .build()
         .context(error::RuntimeSnafu)?;
+    let selection = CheckOptions {
+        all: cli.all,
+        json: cli.json,
+        ignore_waves: cli.now,
+        image: cli.image.clone(),
+        variant: cli.variant.clone(),
+        arch: cli.arch.clone(),
+    };
     match cli.command {
-        Command::CheckUpdate => {
-            let options = CheckOptions {
-                all: cli.all,
-                json: cli.json,
-                ignore_waves: cli.now,
-                image: cli.image,
-                variant: cli.variant,
-                arch: cli.arch,
+        Command::CheckUpdate => runtime.block_on(check::check_update(
+            &node,
+            &selection,
+            chrono::Utc::now(),
+            &lock,
+        )),
+        Command::Update | Command::UpdateImage => {
+            let apply = cli.command == Command::Update;
+            let location = location(&cli, Some(&node.config));
+            let options = UpdateOptions {
+                selection,
+                apply,
+                reboot: (apply && cli.reboot).then(|| node.config.reboot_command.clone()),
             };
-            runtime.block_on(check::check_update(
+            let sink = progress::sink_for(cli.json);
+            runtime.block_on(update::update_image(
                 &node,
+                &location,
                 &options,
                 chrono::Utc::now(),
+                sink.as_ref(),
                 &lock,
             ))
         }
+        Command::UpdateApply | Command::UpdateRevert => unreachable!("handled above"),
     }
+}
+
+/// Where the OS disk is: `--disk`, else updog.toml's `disk`, else the disk under the sysroot's filesystem.
+fn location(cli: &Cli, config: Option<&Config>) -> Location {
+    let location = Location::new(&cli.sysroot);
+    match cli
+        .disk
+        .as_ref()
+        .or_else(|| config.and_then(|c| c.disk.as_ref()))
+    {
+        Some(disk) => location.disk(disk),
+        None => location,
+    }
+}
+
+/// updog.toml if it exists and reads; a broken one must not keep `update-revert` from working.
+fn optional_config(sysroot: &Sysroot) -> Option<Config> {
+    let path = sysroot.updog_toml();
+    if !path.exists() {
+        return None;
+    }
+    Config::load(&path)
+        .map_err(|e| log::warn!("ignoring the config ({e}); using the defaults"))
+        .ok()
 }
 
 #[cfg(test)]
@@ -211,10 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn the_update_commands_have_upstreams_names_and_flags() {
+        for (name, command) in [
+            ("update", Command::Update),
+            ("update-image", Command::UpdateImage),
+            ("update-apply", Command::UpdateApply),
+            ("update-revert", Command::UpdateRevert),
+        ] {
+            assert_eq!(parse_from(&[name]).unwrap().command, command);
+        }
+        let cli =
+            parse_from(&["update", "-r", "--now", "-i", "1.2.0", "--disk", "/dev/vda"]).unwrap();
+        assert!(cli.reboot && cli.now);
+        assert_eq!(cli.disk, Some(PathBuf::from("/dev/vda")));
+        assert!(parse_from(&["--reboot", "update-apply"]).unwrap().reboot);
+        assert!(parse_from(&["update-image", "--json"]).unwrap().json);
+    }
+
+    #[test]
     fn unknown_subcommands_and_flags_are_usage_errors() {
         for args in [
             &[][..],
-            &["update"][..],
+            &["prepare"][..],
             &["check-update", "--timestamp", "x"][..],
             &["check-update", "check-update"][..],
         ] {

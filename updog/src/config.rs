@@ -13,10 +13,21 @@
 //! Every required key must be present (as upstream); unknown keys are ignored (as upstream's
 //! serde). Unlike upstream, the URLs and `version_lock` are checked when the file is read, and
 //! every error names the file, the key and what was expected.
+//!
+//! Optional keys of ours (upstream ignores them, so one file serves both):
+//!
+//! ```toml
+//! disk = "/dev/nvme0n1"                 # the OS disk (default: the disk under the root filesystem)
+//! reboot_command = ["shutdown", "-r"]   # what --reboot runs (default: upstream's `shutdown -r`)
+//! stall_timeout_seconds = 30            # a download fails after this long without a byte
+//! download_retries = 5                  # retries without progress before a download fails
+//! ```
 
+use crate::fetch::FetchSettings;
 use crate::select::VersionLock;
 use snafu::{ResultExt, Snafu};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Value;
 use url::Url;
 
@@ -71,6 +82,17 @@ pub struct Config {
     pub https_proxy: Option<String>,
     /// Hosts that bypass the proxy; exported as `NO_PROXY` (comma-joined) only with a proxy.
     pub no_proxy: Option<Vec<String>>,
+    /// Ours: the OS disk, instead of the disk under the root filesystem.
+    pub disk: Option<PathBuf>,
+    /// Ours: the command `--reboot` runs (program and arguments).
+    pub reboot_command: Vec<String>,
+    /// Ours: the download policy (stall timeout, retries).
+    pub fetch: FetchSettings,
+}
+
+/// Upstream's reboot: `shutdown -r`.
+pub fn default_reboot_command() -> Vec<String> {
+    vec!["shutdown".into(), "-r".into()]
 }
 
 const URL_EXPECTED: &str = "an absolute URL string (http://, https:// or file://)";
@@ -79,6 +101,10 @@ const LOCK_EXPECTED: &str = "\"latest\" or a version like \"1.2.3\" or \"v1.2.3\
 const BOOL_EXPECTED: &str = "true or false";
 const PROXY_EXPECTED: &str = "a string";
 const NO_PROXY_EXPECTED: &str = "an array of strings";
+const DISK_EXPECTED: &str = "an absolute path string";
+const REBOOT_EXPECTED: &str = "a non-empty array of strings (the program and its arguments)";
+const STALL_EXPECTED: &str = "a number of seconds from 1 to 86400";
+const RETRIES_EXPECTED: &str = "an integer from 0 to 1000";
 
 impl Config {
     /// Reads and checks the config file at `path`.
@@ -137,6 +163,43 @@ impl Config {
             Some(other) => return Err(keys.invalid("no_proxy", NO_PROXY_EXPECTED, other)),
         };
 
+        let disk = match table.get("disk") {
+            None => None,
+            Some(Value::String(s)) if Path::new(s).is_absolute() => Some(PathBuf::from(s)),
+            Some(other) => return Err(keys.invalid("disk", DISK_EXPECTED, other)),
+        };
+
+        let reboot_command = match table.get("reboot_command") {
+            None => default_reboot_command(),
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(keys.invalid("reboot_command", REBOOT_EXPECTED, other)),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => return Err(keys.invalid("reboot_command", REBOOT_EXPECTED, other)),
+        };
+
+        let mut fetch = FetchSettings::default();
+        match table.get("stall_timeout_seconds") {
+            None => {}
+            Some(Value::Integer(n)) if (1..=86_400).contains(n) => {
+                fetch.stall_timeout = Duration::from_secs(*n as u64);
+            }
+            Some(Value::Float(f)) if (0.001..=86_400.0).contains(f) => {
+                fetch.stall_timeout = Duration::from_secs_f64(*f);
+            }
+            Some(other) => {
+                return Err(keys.invalid("stall_timeout_seconds", STALL_EXPECTED, other));
+            }
+        }
+        match table.get("download_retries") {
+            None => {}
+            Some(Value::Integer(n)) if (0..=1000).contains(n) => fetch.retries = *n as u32,
+            Some(other) => return Err(keys.invalid("download_retries", RETRIES_EXPECTED, other)),
+        }
+
         Ok(Self {
             metadata_base_url,
             targets_base_url,
@@ -145,6 +208,9 @@ impl Config {
             ignore_waves,
             https_proxy,
             no_proxy,
+            disk,
+            reboot_command,
+            fetch,
         })
     }
 
@@ -317,6 +383,44 @@ ignore_waves = false
             message.starts_with("Failed to parse config file /etc/updog.toml (expected TOML)"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn our_optional_keys_have_defaults_and_are_checked() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.disk, None);
+        assert_eq!(config.reboot_command, ["shutdown", "-r"]);
+        assert_eq!(config.fetch, FetchSettings::default());
+
+        let config = parse(&format!(
+            "{GOOD}disk = \"/dev/loop3\"\nreboot_command = [\"/bin/true\", \"x\"]\nstall_timeout_seconds = 0.5\ndownload_retries = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(config.disk.as_deref(), Some(Path::new("/dev/loop3")));
+        assert_eq!(config.reboot_command, ["/bin/true", "x"]);
+        assert_eq!(config.fetch.stall_timeout, Duration::from_millis(500));
+        assert_eq!(config.fetch.retries, 0);
+        assert_eq!(
+            parse(&format!("{GOOD}stall_timeout_seconds = 90\n"))
+                .unwrap()
+                .fetch
+                .stall_timeout,
+            Duration::from_secs(90)
+        );
+
+        for (extra, key) in [
+            ("disk = \"loop3\"", "disk"),
+            ("reboot_command = []", "reboot_command"),
+            ("reboot_command = \"reboot\"", "reboot_command"),
+            ("stall_timeout_seconds = 0", "stall_timeout_seconds"),
+            ("download_retries = -1", "download_retries"),
+        ] {
+            let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("key '{key}' must be")),
+                "{extra}: {message}"
+            );
+        }
     }
 
     #[test]

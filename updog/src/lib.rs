@@ -1,4 +1,5 @@
-//! updog, the node side of the updater: the checking half (Bottlerocket-compatible).
+//! updog, the node side of the updater (Bottlerocket-compatible): checking for updates and writing
+//! them into the inactive partition set.
 //!
 //! - [`sysroot`]: the node's well-known paths under `--sysroot`;
 //! - [`config`]: `/etc/updog.toml`; [`release`]: `/usr/lib/os-release` and the build's arch;
@@ -7,6 +8,9 @@
 //! - [`select`]: which update a node takes (variant, arch, max_version, waves, `--image`,
 //!   `version_lock`, the regret path), as pure functions;
 //! - [`check`]: `updog check-update`; [`cli`]: the command line; [`lock`]: one updog at a time;
+//! - [`update`]: `update-image`, `update`, `update-apply`, `update-revert`; [`fetch`]: the download
+//!   transport (Range resume, stall timeout); [`write`]: streaming an image into a partition and
+//!   reading it back; [`progress`]: progress on a terminal or as JSON lines;
 //! - [`conformance`]: the tuf-conformance client-under-test, over the same TUF loading code.
 //!
 //! `docs/updog.md` at the workspace root documents the commands, config, outputs and exit codes.
@@ -16,12 +20,16 @@ pub mod cli;
 pub mod config;
 pub mod conformance;
 pub mod error;
+pub mod fetch;
 pub mod lock;
 pub mod logging;
+pub mod progress;
 pub mod release;
 pub mod select;
 pub mod sysroot;
 pub mod transport;
 pub mod tuf;
+pub mod update;
+pub mod write;
 
 pub use error::{Error, Result};

@@ -233,9 +233,11 @@ fn classify(error: &ToughError, datastore: &Path) -> Option<TufError> {
             {
                 return Some(inner);
             }
+            // The transport's own cause when it has one: tough's wrapper would repeat the URL.
             let detail = match source.kind() {
                 TransportErrorKind::FileNotFound => "not found".to_string(),
-                _ => source.to_string(),
+                _ => std::error::Error::source(source)
+                    .map_or_else(|| source.to_string(), ToString::to_string),
             };
             TufError::Fetch {
                 url: url.to_string(),

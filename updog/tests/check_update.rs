@@ -885,7 +885,7 @@ fn usage_errors_exit_1() {
     let (node, _) = chain_node(&server, "aws-dev", "1.1.0");
     for args in [
         &[][..],
-        &["update"][..],
+        &["prepare"][..],
         &["check-update", "--timestamp", "2020-01-01T00:00:00Z"][..],
         &["check-update", "--log-level", "loud"][..],
     ] {

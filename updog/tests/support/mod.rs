@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use repo_fixtures::attacks::{self, Attack};
 use repo_fixtures::chain::{self, ChainOptions, FixtureRepo};
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,7 +76,6 @@ pub fn chain_with_waves(out: &Path, wave_start: DateTime<Utc>) -> Vec<FixtureRep
             &ChainOptions {
                 wave_start,
                 wave_policy: "default".into(),
-                ..ChainOptions::default()
             },
         ))
         .expect("build the chain")
@@ -84,6 +84,16 @@ pub fn chain_with_waves(out: &Path, wave_start: DateTime<Utc>) -> Vec<FixtureRep
 /// A repository holding exactly `manifest` (and a small image for every name it lists), signed
 /// with the fixture keys under the fixture root, role versions 1.
 pub fn custom_repo(out: &Path, manifest: &Manifest) -> FixtureRepo {
+    custom_repo_with(out, manifest, &BTreeMap::new())
+}
+
+/// [`custom_repo`], with the targets named in `targets` holding those bytes (as published, i.e. already
+/// lz4-compressed for images) instead of a small lz4 image naming itself.
+pub fn custom_repo_with(
+    out: &Path,
+    manifest: &Manifest,
+    targets_content: &BTreeMap<String, Vec<u8>>,
+) -> FixtureRepo {
     runtime().block_on(async {
         let inputs = out.join(".inputs");
         let targets = inputs.join("targets");
@@ -103,12 +113,15 @@ pub fn custom_repo(out: &Path, manifest: &Manifest) -> FixtureRepo {
                 &update.images.root,
                 &update.images.hash,
             ] {
-                std::fs::write(
-                    targets.join(name),
-                    chain::lz4_compress(format!("image {name}").as_bytes()),
-                )
-                .unwrap();
+                let content = targets_content
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| chain::lz4_compress(format!("image {name}").as_bytes()));
+                std::fs::write(targets.join(name), content).unwrap();
             }
+        }
+        for (name, content) in targets_content {
+            std::fs::write(targets.join(name), content).unwrap();
         }
         let manifest_path = inputs.join("manifest.json");
         std::fs::write(&manifest_path, manifest.to_json_pretty().unwrap()).unwrap();
@@ -199,7 +212,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Self {
+    pub fn from(output: Output) -> Self {
         Self {
             code: output.status.code(),
             stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
@@ -304,22 +317,32 @@ impl Node {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_updog"));
-        command.arg("--sysroot").arg(self.dir.path()).args(args);
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            command.env_remove(var);
-        }
-        command
+        updog_command(self.dir.path(), args)
     }
+}
+
+/// `updog --sysroot SYSROOT ARGS…` with no proxy in the environment.
+pub fn updog_command(sysroot: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_updog"));
+    command.arg("--sysroot").arg(sysroot).args(args);
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs `updog --sysroot SYSROOT ARGS…`.
+pub fn run_updog(sysroot: &Path, args: &[&str]) -> Run {
+    Run::from(updog_command(sysroot, args).output().expect("run updog"))
 }
 
 /// `<base>/<fixture dir name>/metadata/` and `…/targets/`.

@@ -1,0 +1,411 @@
+//! `updog update-image`, `update`, `update-apply`, `update-revert`: write the chosen update into the inactive
+//! partition set, make it the next boot, or take that back.
+//!
+//! update-image, in upstream's order and crash-safe at every step (DESIGN.md I1, I2, I4):
+//!
+//! 1. load the repository (the node's persisted trust, expiry enforced) through [`ResumingTransport`] and choose
+//!    the update as check-update does;
+//! 2. cache the migrations between the running and the new version, manifest.json, and the metadata (with the
+//!    root chain) into `/var/lib/bottlerocket-migrations` and `/var/cache/bottlerocket-metadata`, TUF-verified,
+//!    for migrator, which runs offline at boot; flushed to disk;
+//! 3. `clear-inactive`, written to disk (flushed) before the first byte of an image: from here on the inactive set
+//!    does not boot until step 5;
+//! 4. ROOT, BOOT, HASH in turn: streamed from the repository (tough checks length and sha256) through the lz4
+//!    decoder into the inactive partition ([`crate::write`]), flushed, read back and compared with the sha256
+//!    computed while writing;
+//! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
+//!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set;
+//! 6. `update` only: `upgrade-to-inactive`, then with `--reboot` the reboot command.
+//!
+//! Any failure stops at once with the error; the inactive set stays as step 3 left it (priority 0, tries 0), and
+//! the active set is never written (its partitions are not opened; its bits change only in step 6, as upstream).
+
+use crate::check::{self, CheckOptions, Node, Output};
+use crate::error::{self, Result};
+use crate::fetch::ResumingTransport;
+use crate::lock::UpdogLock;
+use crate::progress::{Phase, PhaseReporter, ProgressEvent, ProgressSink};
+use crate::select::{self, Decision};
+use crate::transport::QueryParams;
+use crate::tuf::TufError;
+use crate::write::{ImageWriter, WrittenImage};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use signpost::{Location, PartitionSet, PartitionTarget, State};
+use snafu::{OptionExt, ResultExt, ensure};
+use std::io::Write;
+use std::path::Path;
+use tough::{Repository, TargetName};
+use update_metadata::{Manifest, Update};
+
+/// What an update command was asked.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    /// The choice of update (`--image`, `--now`, hidden `--variant`/`--arch`) and `--json`.
+    pub selection: CheckOptions,
+    /// `update`: make the written set the next boot.
+    pub apply: bool,
+    /// `--reboot` (with `apply`): run this command afterwards.
+    pub reboot: Option<Vec<String>>,
+}
+
+/// The three images of a set, in the order they are written (upstream's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Root,
+    Boot,
+    Hash,
+}
+
+impl ImageKind {
+    pub const ALL: [ImageKind; 3] = [ImageKind::Root, ImageKind::Boot, ImageKind::Hash];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Root => "root",
+            ImageKind::Boot => "boot",
+            ImageKind::Hash => "hash",
+        }
+    }
+
+    /// The manifest's target name for this image of `update`.
+    pub fn target(self, update: &Update) -> &str {
+        match self {
+            ImageKind::Root => &update.images.root,
+            ImageKind::Boot => &update.images.boot,
+            ImageKind::Hash => &update.images.hash,
+        }
+    }
+
+    /// This image's partition in `set`.
+    pub fn partition(self, set: &PartitionSet) -> &PartitionTarget {
+        match self {
+            ImageKind::Root => &set.root,
+            ImageKind::Boot => &set.boot,
+            ImageKind::Hash => &set.hash,
+        }
+    }
+}
+
+/// `update-image` (and `update` with `options.apply`): see the module documentation.
+pub async fn update_image(
+    node: &Node,
+    location: &Location,
+    options: &UpdateOptions,
+    now: DateTime<Utc>,
+    progress: &dyn ProgressSink,
+    _lock: &UpdogLock,
+) -> Result<Output> {
+    let params = node.query_params();
+    let transport = ResumingTransport::new(params.clone(), node.config.fetch.clone())
+        .context(error::TransportSnafu)?;
+    let repository = node.load_repository(transport).await?;
+    let manifest = node.read_manifest(&repository).await?;
+    let query = options.selection.query(node, now);
+    let update = match select::decide(&manifest, &query) {
+        Decision::Update(update) => update,
+        Decision::NoUpdate(why) => {
+            return error::NoUpdateRequiredSnafu {
+                reason: check::explain(&why, &query),
+            }
+            .fail();
+        }
+    };
+    announce(&format!("Starting update to {}\n", update.version));
+    params.add("target", update.version.to_string());
+
+    cache_migrations(node, &repository, &manifest, update, &params, progress).await?;
+
+    let mut state = State::load(location).context(error::DiskSnafu)?;
+    state.clear_inactive().context(error::DiskSnafu)?;
+    state.write().context(error::DiskSnafu)?;
+    let inactive = state
+        .inactive_set()
+        .cloned()
+        .context(error::NoInactiveSetSnafu {
+            disk: state.os_disk().path(),
+        })?;
+    log::info!(
+        "Writing {} {} to the inactive set (BOOT {}), cleared for writing",
+        update.variant,
+        update.version,
+        inactive.boot
+    );
+
+    let datastore = node.sysroot.tuf_datastore();
+    for kind in ImageKind::ALL {
+        let partition = kind.partition(&inactive);
+        let written = write_image(
+            &repository,
+            &datastore,
+            kind,
+            kind.target(update),
+            partition,
+            progress,
+        )
+        .await?;
+        log::info!(
+            "Wrote the {} image ({} bytes, XXH3-128 {}) to {partition}{}; flushed, read back and verified",
+            kind.name(),
+            written.len,
+            written.checksum_hex(),
+            if written.direct { " (direct I/O)" } else { "" }
+        );
+    }
+
+    // Re-read the table: the running set's bits may have changed meanwhile (mark-successful-boot), and writing an
+    // old copy would undo that.
+    let mut state = State::load(location).context(error::DiskSnafu)?;
+    let now_inactive = state.inactive_set();
+    ensure!(
+        now_inactive.is_some_and(|set| set.boot.partuuid == inactive.boot.partuuid),
+        error::SetChangedSnafu {
+            was: inactive.boot.to_string(),
+            now: now_inactive.map_or_else(|| "none".to_string(), |set| set.boot.to_string()),
+        }
+    );
+    state.mark_inactive_valid().context(error::DiskSnafu)?;
+    state.write().context(error::DiskSnafu)?;
+
+    if options.apply {
+        state.upgrade_to_inactive().context(error::DiskSnafu)?;
+        state.write().context(error::DiskSnafu)?;
+        if let Some(command) = &options.reboot {
+            reboot(command)?;
+        }
+    }
+
+    Ok(Output {
+        stdout: if options.selection.json {
+            check::pretty_json(update)?
+        } else {
+            format!("Update applied: {}\n", check::full_version(update))
+        },
+        stderr: String::new(),
+    })
+}
+
+/// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next), then with `reboot` the reboot
+/// command.
+pub fn update_apply(location: &Location, reboot_command: Option<&[String]>) -> Result<Output> {
+    let mut state = State::load(location).context(error::DiskSnafu)?;
+    state.upgrade_to_inactive().context(error::DiskSnafu)?;
+    state.write().context(error::DiskSnafu)?;
+    if let Some(command) = reboot_command {
+        reboot(command)?;
+    }
+    Ok(Output::default())
+}
+
+/// `update-revert`: signpost's `cancel-upgrade` (the running set boots next again; the written set keeps its
+/// try, so `update-apply` can be run again).
+pub fn update_revert(location: &Location) -> Result<Output> {
+    let mut state = State::load(location).context(error::DiskSnafu)?;
+    state.cancel_upgrade().context(error::DiskSnafu)?;
+    state.write().context(error::DiskSnafu)?;
+    Ok(Output::default())
+}
+
+/// Step 2: the migrations from the lower to the higher of the two versions (upstream's `find_migrations(min, max)`)
+/// and manifest.json, with the metadata and root chain, cached where migrator finds them.
+async fn cache_migrations(
+    node: &Node,
+    repository: &Repository,
+    manifest: &Manifest,
+    update: &Update,
+    params: &QueryParams,
+    progress: &dyn ProgressSink,
+) -> Result<()> {
+    let current = &node.release.version_id;
+    let (from, to) = if *current <= update.version {
+        (current, &update.version)
+    } else {
+        (&update.version, current)
+    };
+    let mut targets =
+        update_metadata::find_migrations(from, to, manifest).context(error::MigrationsSnafu {
+            from: from.clone(),
+            to: to.clone(),
+        })?;
+    targets.push("manifest.json".to_string());
+    params.add("migrations", targets.join(","));
+
+    let total: u64 = repository
+        .all_targets()
+        .filter(|(name, _)| targets.iter().any(|t| t == name.raw()))
+        .map(|(_, target)| target.length)
+        .sum();
+    let mut reporter = PhaseReporter::new(progress);
+    let mut report = |done| {
+        reporter.report(&ProgressEvent {
+            phase: Phase::Migrations,
+            image: None,
+            target: None,
+            done_bytes: done,
+            total_bytes: total,
+            written_bytes: None,
+        })
+    };
+    report(0);
+
+    let metadata_dir = node.sysroot.metadata_cache();
+    let migrations_dir = node.sysroot.migrations_dir();
+    create_dir(&migrations_dir, 0o700)?;
+    create_dir(&metadata_dir, 0o755)?;
+    let datastore = node.sysroot.tuf_datastore();
+    repository
+        .cache(&metadata_dir, &migrations_dir, Some(&targets), true)
+        .await
+        .map_err(|e| TufError::from_tough(e, &datastore))
+        .context(error::CacheSnafu {
+            metadata_dir: &metadata_dir,
+            migrations_dir: &migrations_dir,
+        })?;
+    // migrator reads these after the reboot: they must be on disk before the set is marked valid.
+    for dir in [&migrations_dir, &metadata_dir] {
+        sync_dir_tree(dir).context(error::SyncCacheSnafu { path: dir })?;
+    }
+    report(total);
+    log::info!(
+        "Cached {} migration(s) and manifest.json in {}, metadata in {}",
+        targets.len() - 1,
+        migrations_dir.display(),
+        metadata_dir.display()
+    );
+    Ok(())
+}
+
+/// Step 4 for one image: stream, decode, write, flush, read back, compare.
+async fn write_image(
+    repository: &Repository,
+    datastore: &Path,
+    kind: ImageKind,
+    name: &str,
+    partition: &PartitionTarget,
+    progress: &dyn ProgressSink,
+) -> Result<WrittenImage> {
+    let fetch_error = |source: TufError| error::Error::ImageFetch {
+        image: kind.name(),
+        target: name.to_string(),
+        source: Box::new(source),
+    };
+    let target_name =
+        TargetName::new(name).map_err(|e| fetch_error(TufError::from_tough(e, datastore)))?;
+    let total = repository
+        .all_targets()
+        .find(|(n, _)| n.raw() == name)
+        .map(|(_, target)| target.length)
+        .ok_or_else(|| fetch_error(TufError::NotListed { name: name.into() }))?;
+    let stream = repository
+        .read_target(&target_name)
+        .await
+        .map_err(|e| fetch_error(TufError::from_tough(e, datastore)))?
+        .ok_or_else(|| fetch_error(TufError::NotListed { name: name.into() }))?;
+    let mut stream = std::pin::pin!(stream);
+
+    let mut writer = ImageWriter::start(partition, kind.name()).context(error::ImageWriteSnafu)?;
+    let mut reporter = PhaseReporter::new(progress);
+    let mut done = 0u64;
+    let event = |done, written| ProgressEvent {
+        phase: Phase::Write,
+        image: Some(kind.name()),
+        target: Some(name),
+        done_bytes: done,
+        total_bytes: total,
+        written_bytes: Some(written),
+    };
+    reporter.report(&event(0, 0));
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                done += bytes.len() as u64;
+                writer.push(bytes).await.context(error::ImageWriteSnafu)?;
+                // The last event waits for the end of the stream and the final length.
+                if done < total {
+                    reporter.report(&event(done, writer.written()));
+                }
+            }
+            Err(e) => {
+                // Never write on after a failed or unverified stream; the set stays cleared.
+                writer.abort();
+                return Err(fetch_error(TufError::from_tough(e, datastore)));
+            }
+        }
+    }
+    // The stream ended Ok: tough has checked the length and sha256 of everything passed on. Finish writing and
+    // flushing; the read-back (which followed the flushes) then finishes too.
+    let mut verify_reporter = PhaseReporter::new(progress);
+    let image_len = std::cell::Cell::new(0);
+    let written = writer
+        .finish(
+            &mut |len| {
+                image_len.set(len);
+                reporter.report(&event(done.max(total), len));
+            },
+            &mut |verified| {
+                verify_reporter.report(&ProgressEvent {
+                    phase: Phase::Verify,
+                    image: Some(kind.name()),
+                    target: None,
+                    done_bytes: verified,
+                    total_bytes: image_len.get(),
+                    written_bytes: None,
+                })
+            },
+        )
+        .context(error::ImageWriteSnafu)?;
+    Ok(written)
+}
+
+/// Upstream's immediate lines on stderr ("Starting update to X"), before the work they announce.
+fn announce(line: &str) {
+    // Nothing to do if stderr is gone.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Runs the reboot command (upstream: `shutdown -r`); it must exit 0.
+fn reboot(command: &[String]) -> Result<()> {
+    let Some((program, args)) = command.split_first() else {
+        return error::EmptyRebootCommandSnafu.fail();
+    };
+    log::info!("Rebooting: {}", command.join(" "));
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|source| error::Error::RebootStart {
+            command: command.join(" "),
+            source,
+        })?;
+    ensure!(
+        status.success(),
+        error::RebootFailedSnafu {
+            command: command.join(" "),
+            status: status.to_string(),
+        }
+    );
+    Ok(())
+}
+
+/// Creates `dir` (and parents) with `mode` for the new last component.
+fn create_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .context(error::CreateCacheDirSnafu { path: dir })
+}
+
+/// `fsync`s every regular file directly in `dir`, then `dir` itself.
+fn sync_dir_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
