@@ -228,28 +228,11 @@ fn emit(line: String) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// A minimal logger: `LEVEL target: message` lines on stderr.
-#[derive(Debug)]
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!("{} {}: {}", record.level(), record.target(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
 /// Sends `log` records at `level` and above to stderr.
 pub fn init_logging(level: log::LevelFilter) {
-    static LOGGER: StderrLogger = StderrLogger;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
+    // Err means a logger is already installed: keep it.
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .target(env_logger::Target::Stderr)
+        .try_init();
 }

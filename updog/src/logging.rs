@@ -1,38 +1,25 @@
 //! Log lines on stderr (upstream's SimpleLogger put info and below on stdout; here stdout is only
 //! for results, so `--json` output stays parseable).
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::LevelFilter;
 use std::io::Write;
 
-struct StderrLogger;
-
-impl Log for StderrLogger {
-    fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            // A failed write to stderr has nowhere better to be reported.
-            let _ = writeln!(
-                std::io::stderr(),
+/// Sends log records at `level` and above to stderr (once per process; later calls do nothing).
+pub fn init(level: LevelFilter) {
+    // Err means a logger is already installed: keep it.
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .target(env_logger::Target::Stderr)
+        .format(|out, record| {
+            writeln!(
+                out,
                 "[{}] {}: {}",
                 record.level(),
                 record.target(),
                 record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-/// Sends log records at `level` and above to stderr (once per process; later calls do nothing).
-pub fn init(level: LevelFilter) {
-    static LOGGER: StderrLogger = StderrLogger;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
+            )
+        })
+        .try_init();
 }
 
 /// Parses upstream's `--log-level` values: trace, debug, info, warn, error.
