@@ -14,7 +14,8 @@ use std::io::Write;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use tuftool_config::{
-    Expirations, RepoBuild, Role, RoleExpirations, RoleKeys, RoleVersions, RootBuilder, SigningKey,
+    BuildSummary, Expirations, RepoBuild, Role, RoleExpirations, RoleKeys, RoleVersions,
+    RootBuilder, SigningKey,
 };
 use update_metadata::{Images, Manifest, NewUpdate, UpdateSelector};
 
@@ -313,13 +314,11 @@ pub async fn build_chain_with_migrations(
     options: &ChainOptions,
     payloads: &MigrationPayloads,
 ) -> Result<Vec<FixtureRepo>, ChainError> {
-    let now = fixture_now();
     let inputs = out.join(".chain-inputs");
     let root_path = inputs.join(TRUSTED_ROOT);
     std::fs::create_dir_all(&inputs).context(IoSnafu { path: &inputs })?;
     let root_json = fixture_root_json().await?;
     write_file(&root_path, &root_json)?;
-    let role_keys = fixture_role_keys().await?;
 
     let mut steps: Vec<FixtureRepo> = Vec::new();
     for (step, release) in RELEASES.iter().enumerate() {
@@ -371,28 +370,41 @@ pub async fn build_chain_with_migrations(
         )?;
 
         let version = NonZeroU64::new(step as u64 + 1).expect("non-zero");
-        RepoBuild::new(&root_path, role_keys.clone(), now)
-            .targets_dir(&targets)
-            .manifest(&manifest_path)
-            .versions(RoleVersions {
-                targets: version,
-                snapshot: version,
-                timestamp: version,
-            })
-            .expirations(Expirations::Fixed(RoleExpirations {
-                targets: fixture_expiry(),
-                snapshot: fixture_expiry(),
-                timestamp: fixture_expiry(),
-            }))
-            .write(&repo.dir)
-            .await
-            .context(PublishSnafu {
-                what: format!("publish chain step {release}"),
-            })?;
+        publish_with_fixture_keys(&root_path, &targets, &manifest_path, version, &repo.dir).await?;
         steps.push(repo);
     }
     std::fs::remove_dir_all(&inputs).context(IoSnafu { path: &inputs })?;
     Ok(steps)
+}
+
+/// Publishes `targets_dir` and `manifest` into the repository `out` under the root at `root_path`, signed by the
+/// fixture keys at the fixed clock, every role at `version` and expiring at [`fixture_expiry`]: how every fixture
+/// repository is published (the chain, and the custom repositories tests and benchmarks build).
+pub async fn publish_with_fixture_keys(
+    root_path: &Path,
+    targets_dir: &Path,
+    manifest: &Path,
+    version: NonZeroU64,
+    out: &Path,
+) -> Result<BuildSummary, ChainError> {
+    RepoBuild::new(root_path, fixture_role_keys().await?, fixture_now())
+        .targets_dir(targets_dir)
+        .manifest(manifest)
+        .versions(RoleVersions {
+            targets: version,
+            snapshot: version,
+            timestamp: version,
+        })
+        .expirations(Expirations::Fixed(RoleExpirations {
+            targets: fixture_expiry(),
+            snapshot: fixture_expiry(),
+            timestamp: fixture_expiry(),
+        }))
+        .write(out)
+        .await
+        .context(PublishSnafu {
+            what: format!("publish {}", out.display()),
+        })
 }
 
 /// Copies a fixture directory tree (regular files and directories only).

@@ -28,7 +28,6 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tuftool_config::{Expirations, RepoBuild, RoleExpirations, RoleVersions};
 use update_metadata::{Images, Manifest, NewUpdate};
 use url::Url;
 
@@ -504,26 +503,13 @@ fn build_repo(out: &Path, root_lz4: &Path) {
             .insert(("1.1.0".parse().unwrap(), "1.2.0".parse().unwrap()), vec![]);
         let manifest_path = inputs.join("manifest.json");
         std::fs::write(&manifest_path, manifest.to_json_pretty().unwrap()).unwrap();
-        let one = NonZeroU64::MIN;
-        let expiry = chain::fixture_expiry();
-        RepoBuild::new(
+        chain::publish_with_fixture_keys(
             &root_path,
-            chain::fixture_role_keys().await.unwrap(),
-            chain::fixture_now(),
+            &targets,
+            &manifest_path,
+            NonZeroU64::MIN,
+            out,
         )
-        .targets_dir(&targets)
-        .manifest(&manifest_path)
-        .versions(RoleVersions {
-            targets: one,
-            snapshot: one,
-            timestamp: one,
-        })
-        .expirations(Expirations::Fixed(RoleExpirations {
-            targets: expiry,
-            snapshot: expiry,
-            timestamp: expiry,
-        }))
-        .write(out)
         .await
         .unwrap();
         std::fs::remove_dir_all(&inputs).unwrap();

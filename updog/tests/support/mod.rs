@@ -11,7 +11,6 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use tuftool_config::{Expirations, RepoBuild, RoleExpirations, RoleVersions};
 use update_metadata::Manifest;
 use url::Url;
 
@@ -125,26 +124,13 @@ pub fn custom_repo_with(
         }
         let manifest_path = inputs.join("manifest.json");
         std::fs::write(&manifest_path, manifest.to_json_pretty().unwrap()).unwrap();
-        let one = NonZeroU64::MIN;
-        let expiry = chain::fixture_expiry();
-        RepoBuild::new(
+        chain::publish_with_fixture_keys(
             &root_path,
-            chain::fixture_role_keys().await.unwrap(),
-            chain::fixture_now(),
+            &targets,
+            &manifest_path,
+            NonZeroU64::MIN,
+            out,
         )
-        .targets_dir(&targets)
-        .manifest(&manifest_path)
-        .versions(RoleVersions {
-            targets: one,
-            snapshot: one,
-            timestamp: one,
-        })
-        .expirations(Expirations::Fixed(RoleExpirations {
-            targets: expiry,
-            snapshot: expiry,
-            timestamp: expiry,
-        }))
-        .write(out)
         .await
         .unwrap();
         std::fs::copy(&root_path, out.join(chain::TRUSTED_ROOT)).unwrap();
