@@ -1,0 +1,17 @@
+//! nodeio: the node's low-level file helpers, written once and used by every crate.
+//!
+//! - [`atomic`]: replace a file atomically (temporary file, fsync, rename, fsync of the directory), never through a
+//!   link.
+//! - [`sync`]: fsync a directory or a whole tree.
+//! - [`lock`]: exclusive locks that follow no links, one per OS disk, datastore or state directory, naming their
+//!   holder.
+
+pub mod atomic;
+pub mod lock;
+pub mod sync;
+
+pub use atomic::{
+    AtomicWrite, AtomicWriteError, Durability, Existing, random_suffix, write_atomically,
+};
+pub use lock::{Lock, LockError, machine_lock_dir};
+pub use sync::{SyncError, sync_dir, sync_tree};
