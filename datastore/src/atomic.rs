@@ -1,30 +1,13 @@
-//! Crash-safe writes: a value is written to a temporary file in its own directory and renamed
-//! over the key's file, so a reader (or a reboot) sees the old value or the new one, never a
-//! torn one.
+//! The datastore's writes, on nodeio's: a value is written to a temporary file (`.tmp-<rand>`) in
+//! its own directory and renamed over the key's file, so a reader (or a reboot) sees the old
+//! value or the new one, never a torn one. This module adds the datastore's context to nodeio's
+//! errors (the key, the datastore tree) and creates the key directories.
 
 use crate::error::{self, Result};
+use nodeio::{AtomicWrite, Durability};
 use snafu::ResultExt;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
-
-/// How much durability each write buys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Each write is fsynced before its rename, and its directory after it: a write that
-    /// returned survives a power cut. What the live datastore of a running node needs.
-    #[default]
-    EachWrite,
-    /// Writes are still atomic (temp + rename) but not fsynced; the caller makes the whole tree
-    /// durable at once with [`sync_tree`] before anything points at it. What a migration
-    /// building a fresh datastore copy needs (hundreds of fsyncs would buy nothing: the copy is
-    /// not used until migrator syncs it and flips the links).
-    Deferred,
-}
-
-/// The prefix of temporary files. Encoded key segments never start with a dot (it is encoded as
-/// `%2E`), so listings skip these files without ambiguity.
-pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
 /// Replaces `path` with `contents` atomically; `key` names the key for errors.
 pub(crate) fn write_atomically(
@@ -33,28 +16,10 @@ pub(crate) fn write_atomically(
     key: &str,
     durability: Durability,
 ) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let temp = dir.join(format!("{TEMP_PREFIX}{}", random_suffix()));
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create_new(&temp)?;
-        file.write_all(contents)?;
-        if durability == Durability::EachWrite {
-            file.sync_all()?;
-        }
-        Ok(())
-    };
-    if let Err(source) = write() {
-        let _ignored = fs::remove_file(&temp);
-        return Err(source).context(error::WriteKeySnafu { key, path });
-    }
-    if let Err(source) = fs::rename(&temp, path) {
-        let _ignored = fs::remove_file(&temp);
-        return Err(source).context(error::WriteKeySnafu { key, path });
-    }
-    if durability == Durability::EachWrite {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    AtomicWrite::new(path)
+        .durability(durability)
+        .write(contents)
+        .context(error::WriteKeySnafu { key })
 }
 
 /// Creates `dir` and its missing ancestors up to `base`; with [`Durability::EachWrite`] each new
@@ -92,44 +57,17 @@ pub(crate) fn create_dirs(base: &Path, dir: &Path, durability: Durability) -> Re
 
 /// fsyncs a directory, so the entries created, renamed or removed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context(error::IoSnafu {
-            action: "fsync directory",
-            path: dir,
-        })
+    nodeio::sync_dir(dir).context(error::IoSnafu {
+        action: "fsync directory",
+        path: dir,
+    })
 }
 
 /// fsyncs every regular file and directory under `root` (and `root` itself), deepest first, so a
 /// datastore copy written with [`Durability::Deferred`] is complete on disk. Symlinks are not
 /// followed.
 pub fn sync_tree(root: &Path) -> Result<()> {
-    let entries = fs::read_dir(root).context(error::ListSnafu { path: root })?;
-    for entry in entries {
-        let entry = entry.context(error::ListSnafu { path: root })?;
-        let path = entry.path();
-        let kind = entry
-            .file_type()
-            .context(error::ListSnafu { path: &path })?;
-        if kind.is_dir() {
-            sync_tree(&path)?;
-        } else if kind.is_file() {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .context(error::IoSnafu {
-                    action: "fsync",
-                    path: &path,
-                })?;
-        }
-    }
-    sync_dir(root)
-}
-
-/// 16 random alphanumerics (upstream's "rando"): temporary and copy names.
-pub fn random_suffix() -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(16)
-        .collect()
+    nodeio::sync_tree(root).context(error::SyncTreeSnafu { root })
 }
 
 #[cfg(test)]
@@ -158,7 +96,24 @@ mod tests {
         let path = dir.path().join("missing-dir").join("motd");
         let err =
             write_atomically(&path, b"1", "settings.motd", Durability::EachWrite).unwrap_err();
-        assert!(err.to_string().contains("'settings.motd'"), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("'settings.motd'"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn a_failed_tree_sync_names_the_tree_and_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("v1.0.0_missing");
+        let message = sync_tree(&missing).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!(
+                "Failed to make datastore tree {} durable: Failed to list {}",
+                missing.display(),
+                missing.display()
+            )),
+            "{message}"
+        );
     }
 
     #[test]
@@ -170,13 +125,5 @@ mod tests {
         create_dirs(&base, &deep, Durability::EachWrite).unwrap();
         assert!(deep.is_dir());
         sync_tree(&base).unwrap();
-    }
-
-    #[test]
-    fn random_suffixes_are_16_alphanumerics() {
-        let s = random_suffix();
-        assert_eq!(s.len(), 16);
-        assert!(s.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(s, random_suffix());
     }
 }

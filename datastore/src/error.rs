@@ -65,11 +65,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[snafu(display("Failed to write key '{key}' to {}: {source}", path.display()))]
+    /// nodeio's error names the file, its directory or its temporary file.
+    #[snafu(display("Failed to write key '{key}': {source}"))]
     WriteKey {
         key: String,
-        path: PathBuf,
-        source: std::io::Error,
+        source: nodeio::AtomicWriteError,
+    },
+
+    #[snafu(display("Failed to make datastore tree {} durable: {source}", root.display()))]
+    SyncTree {
+        root: PathBuf,
+        source: nodeio::SyncError,
     },
 
     #[snafu(display("Failed to remove key '{key}' at {}: {source}", path.display()))]

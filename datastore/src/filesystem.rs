@@ -7,14 +7,15 @@
 //! ```
 //!
 //! Every value is one JSON document with no trailing newline; every write replaces its file
-//! atomically (see [`crate::atomic`]).
+//! atomically (nodeio's atomic write, with the datastore's errors).
 
-use crate::atomic::{self, Durability};
+use crate::atomic;
 use crate::encoding::{decode_path_component, encode_path_component};
 use crate::error::{self, Result};
 use crate::key::{Key, KeyType, MAX_FILE_NAME_LENGTH};
 use crate::value;
 use log::{debug, warn};
+use nodeio::Durability;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -461,7 +462,7 @@ impl FilesystemDataStore {
     fn remove_transaction_dir(&self, tx: &str, tx_path: &Path) -> Result<()> {
         let trash = self
             .base
-            .join(format!(".trash-{}", atomic::random_suffix()));
+            .join(format!(".trash-{}", nodeio::random_suffix()));
         fs::rename(tx_path, &trash).context(error::IoSnafu {
             action: format!("remove transaction '{tx}' at"),
             path: tx_path,
@@ -747,6 +748,24 @@ mod tests {
         assert_eq!(
             fs::read(store.live_path().join("settings/list")).unwrap(),
             br#"["a","b"]"#
+        );
+    }
+
+    #[test]
+    fn a_symlink_at_a_keys_file_is_replaced_and_its_target_untouched() {
+        let (dir, store) = store();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let key = data("settings.motd");
+        let file = store.data_path(&key, &Committed::Live).unwrap();
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &file).unwrap();
+        store.set_key(&key, "\"hello\"", &Committed::Live).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(fs::symlink_metadata(&file).unwrap().is_file());
+        assert_eq!(
+            store.get_key(&key, &Committed::Live).unwrap().as_deref(),
+            Some("\"hello\"")
         );
     }
 

@@ -7,8 +7,9 @@
 //! - [`filesystem`]: [`FilesystemDataStore`]: `live/` and `pending/<tx>/`, data and metadata
 //!   files, get/set/unset/list by prefix, transactions and their commit;
 //! - [`value`]: one JSON document per file, without a trailing newline;
-//! - [`atomic`]: every write is a temporary file renamed over the key's file (fsynced by
-//!   default), so no reader and no crash ever sees half a value.
+//! - every write is nodeio's atomic write: a temporary file renamed over the key's file
+//!   (fsynced by default, or made durable at once with [`sync_tree`] under
+//!   [`Durability::Deferred`]), so no reader and no crash ever sees half a value.
 //!
 //! ```
 //! use datastore::{Committed, FilesystemDataStore, Key, KeyType};
@@ -23,14 +24,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod atomic;
+mod atomic;
 pub mod encoding;
 pub mod error;
 pub mod filesystem;
 pub mod key;
 pub mod value;
 
-pub use atomic::{Durability, random_suffix, sync_dir, sync_tree};
+pub use atomic::{sync_dir, sync_tree};
 pub use error::{Error, Result};
 pub use filesystem::{Committed, DEFAULT_TRANSACTION, FilesystemDataStore};
 pub use key::{KEY_SEPARATOR, Key, KeyType, MAX_FILE_NAME_LENGTH, MAX_KEY_NAME_LENGTH};
+pub use nodeio::{Durability, random_suffix};
