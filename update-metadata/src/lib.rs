@@ -9,7 +9,7 @@
 //! - [`migrations`]: [`find_migrations`], the migrations to run between two versions;
 //! - [`release`]: `Release.toml`, the source of the migration chain;
 //! - [`updata`]: the `updata` authoring commands;
-//! - [`atomic`]: the crash-safe file replacement every write uses.
+//! - [`atomic`]: the crash-safe file replacement every write uses (nodeio's, through a symlink).
 //!
 //! The formats are documented in `docs/formats.md` at the workspace root.
 //!
