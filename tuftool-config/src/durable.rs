@@ -3,22 +3,18 @@
 //! either the old file or the new one, never a torn one.
 
 use crate::error::{self, Result};
+use nodeio::atomic::parent_dir;
+use nodeio::{AtomicWrite, AtomicWriteError};
 use snafu::ResultExt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// What to do when the destination of [`write_file_atomic`] already exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Existing {
-    /// Replace it (atomically).
-    Replace,
-    /// Refuse with [`error::Error::FileExists`]; used for private keys, which must never be lost.
-    Refuse,
-}
+/// What to do when the destination of [`write_file_atomic`] already exists; `Refuse` (for private
+/// keys, which must never be lost) fails with [`error::Error::FileExists`].
+pub(crate) use nodeio::Existing;
 
-/// Writes `bytes` to `path` atomically with the given permission bits.
+/// Writes `bytes` to `path` atomically with exactly the given permission bits, creating the
+/// directory if needed.
 pub(crate) fn write_file_atomic(
     path: &Path,
     bytes: &[u8],
@@ -27,62 +23,25 @@ pub(crate) fn write_file_atomic(
 ) -> Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).context(error::CreateDirSnafu { path: &dir })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(&dir)
-        .context(error::WriteFileSnafu { path })?;
-    // The umask may have narrowed the mode given at creation; set it exactly.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .context(error::WriteFileSnafu { path })?;
-    tmp.write_all(bytes)
-        .context(error::WriteFileSnafu { path })?;
-    tmp.as_file()
-        .sync_all()
-        .context(error::WriteFileSnafu { path })?;
-    match existing {
-        Existing::Replace => {
-            tmp.persist(path)
-                .map_err(|e| e.error)
-                .context(error::WriteFileSnafu { path })?;
-        }
-        Existing::Refuse => {
-            tmp.persist_noclobber(path).map_err(|e| {
-                if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    error::Error::FileExists {
-                        path: path.to_path_buf(),
-                    }
-                } else {
-                    error::Error::WriteFile {
-                        path: path.to_path_buf(),
-                        source: e.error,
-                    }
-                }
-            })?;
-        }
-    }
-    fsync_dir(&dir)
+    AtomicWrite::new(path)
+        .mode(mode)
+        .existing(existing)
+        .write(bytes)
+        .map_err(|source| match source {
+            AtomicWriteError::Exists { path } => error::Error::FileExists { path },
+            source => error::Error::AtomicWrite { source },
+        })
 }
 
 /// Fsyncs a directory so that renames and creations inside it survive a crash.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context(error::SyncDirSnafu { path: dir })
+    nodeio::sync_dir(dir).context(error::SyncDirSnafu { path: dir })
 }
 
 /// Renames `from` to `to` (same file system), then fsyncs the destination directory.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).context(error::RenameSnafu { from, to })?;
     fsync_dir(&parent_dir(to))
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// An exclusive lock on a repository directory, held for the whole of a build, refresh or
@@ -118,6 +77,7 @@ impl RepoLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn atomic_write_sets_mode_and_refuses_to_clobber() {

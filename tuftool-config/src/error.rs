@@ -36,6 +36,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An atomic write failed (nodeio's error names the file and the step).
+    #[snafu(display("{source}"))]
+    AtomicWrite { source: nodeio::AtomicWriteError },
+
     /// Refused to overwrite a file.
     #[snafu(display("{} already exists; refusing to overwrite it", path.display()))]
     FileExists { path: PathBuf },
