@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use snafu::{OptionExt, ResultExt, Snafu};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tough::schema::{Root, Signed, Snapshot, Targets, Timestamp};
@@ -59,6 +58,10 @@ pub enum ConformanceError {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    /// nodeio's error names the file and the step that failed.
+    #[snafu(display("{source}"))]
+    Store { source: nodeio::AtomicWriteError },
 
     #[snafu(display("{source}"))]
     Tuf { source: TufError },
@@ -295,26 +298,10 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory (fsynced, renamed),
-/// so `path` holds either the old content or the new, and a failure leaves no partial file.
+/// Writes `bytes` to `path` atomically (nodeio: temporary file, fsync, rename, directory fsync), so
+/// `path` holds either the old content or the new, and a failure leaves no partial file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).context(IoSnafu {
-        what: "create a temporary file in",
-        path: dir,
-    })?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .context(IoSnafu {
-            what: "write",
-            path: temp.path().to_owned(),
-        })?;
-    temp.persist(path).map_err(|e| ConformanceError::Io {
-        what: "replace",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    Ok(())
+    nodeio::write_atomically(path, bytes).context(StoreSnafu)
 }
 
 /// One response body, filled as tough reads the stream.

@@ -90,7 +90,7 @@ pub enum Error {
     #[snafu(display("Failed to flush the cached files in {} to disk: {source}", path.display()))]
     SyncCache {
         path: PathBuf,
-        source: std::io::Error,
+        source: nodeio::SyncError,
     },
 
     /// signpost's errors name the disk, partition and bits.

@@ -263,7 +263,7 @@ async fn cache_migrations(
         })?;
     // migrator reads these after the reboot: they must be on disk before the set is marked valid.
     for dir in [&migrations_dir, &metadata_dir] {
-        sync_dir_tree(dir).context(error::SyncCacheSnafu { path: dir })?;
+        nodeio::sync_tree(dir).context(error::SyncCacheSnafu { path: dir })?;
     }
     report(total);
     log::info!(
@@ -397,15 +397,4 @@ fn create_dir(dir: &Path, mode: u32) -> Result<()> {
         .mode(mode)
         .create(dir)
         .context(error::CreateCacheDirSnafu { path: dir })
-}
-
-/// `fsync`s every regular file directly in `dir`, then `dir` itself.
-fn sync_dir_tree(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::File::open(entry.path())?.sync_all()?;
-        }
-    }
-    std::fs::File::open(dir)?.sync_all()
 }
