@@ -17,6 +17,13 @@ pub enum Error {
     #[snafu(display("Datastore path {} has no parent directory", path.display()))]
     NoParent { path: PathBuf },
 
+    #[snafu(display("Datastore link {} exists but is broken ({problem}); this is not a first boot, so migrator stops and changes nothing; {copies}", link.display()))]
+    BrokenChain {
+        link: PathBuf,
+        problem: String,
+        copies: String,
+    },
+
     #[snafu(display("Failed to read version link {}: {source}", link.display()))]
     LinkRead {
         link: PathBuf,

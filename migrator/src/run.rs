@@ -98,7 +98,7 @@ impl Migrator {
 
     /// Migrates the datastore to the target version (see the module docs).
     pub fn run(&self) -> Result<Outcome> {
-        if !self.datastore_path.exists() {
+        if !chain::datastore_exists(&self.datastore_path)? {
             return Ok(Outcome::NoDatastore {
                 path: self.datastore_path.clone(),
             });
@@ -176,7 +176,7 @@ impl Migrator {
     /// would change; nothing under the datastore directory is written. `None` when there is no
     /// datastore.
     pub fn dry_run(&self) -> Result<Option<DryRunReport>> {
-        if !self.datastore_path.exists() {
+        if !chain::datastore_exists(&self.datastore_path)? {
             return Ok(None);
         }
         let (datastore_dir, _lock) = self.lock()?;

@@ -221,3 +221,97 @@ fn no_migration_path_is_an_error_that_changes_nothing() {
     let original = node.create_datastore("1.0.0", &Contents::large());
     assert_refused(&node, &original, "No migration path from 1.0.0 to 1.2.0");
 }
+
+/// A `current` link that exists but does not resolve is not a first boot: migrator fails naming
+/// the link, what is wrong and the datastore copies still there, and changes nothing.
+fn assert_broken_chain_refused(node: &Node, expected: &[String]) {
+    let before = snapshot(&node.datastore_dir());
+    for dry_run in [false, true] {
+        let mut command = node.migrator();
+        if dry_run {
+            command.arg("--dry-run");
+        }
+        let output = command.output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "dry run {dry_run}: {err}");
+        assert!(
+            !err.contains("Data store does not exist"),
+            "taken for a first boot: {err}"
+        );
+        for expected in expected {
+            assert!(
+                err.contains(expected.as_str()),
+                "{expected:?} not in: {err}"
+            );
+        }
+        assert!(node.markers().is_empty(), "a migration ran: {err}");
+        assert_eq!(
+            snapshot(&node.datastore_dir()),
+            before,
+            "datastore directory changed"
+        );
+    }
+}
+
+#[test]
+fn a_dangling_current_is_an_error_naming_the_missing_target_and_the_copies() {
+    // The data directory is gone from under its patch link (renamed by hand, restored from a
+    // backup under another name...): a complete copy is still there.
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let name = original.file_name().unwrap().to_str().unwrap().to_string();
+    let kept = node.datastore_dir().join("v1.0.0_AbCdEfGhIjKlMnOp");
+    std::fs::rename(&original, &kept).unwrap();
+    let link = node.datastore_dir().join("current");
+    assert_broken_chain_refused(
+        &node,
+        &[
+            format!(
+                "Error: Datastore link {} exists but is broken",
+                link.display()
+            ),
+            format!("current -> v1 -> v1.0 -> v1.0.0 -> {name} dangles"),
+            format!(
+                "{} does not exist",
+                node.datastore_dir().join(&name).display()
+            ),
+            "v1.0.0_AbCdEfGhIjKlMnOp (version 1.0.0)".to_string(),
+        ],
+    );
+
+    // A link missing in the middle of the chain.
+    std::fs::rename(&kept, &original).unwrap();
+    std::fs::remove_file(node.datastore_dir().join("v1")).unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            format!(
+                "current -> v1 dangles: {} does not exist",
+                node.datastore_dir().join("v1").display()
+            ),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+}
+
+#[test]
+fn a_looping_current_is_an_error_naming_the_loop_and_the_copies() {
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let name = original.file_name().unwrap().to_str().unwrap().to_string();
+    let dir = node.datastore_dir();
+    migrator::chain::replace_link(&dir, "v1", "current").unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            "current -> v1 -> current is a loop".to_string(),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+    migrator::chain::replace_link(&dir, "current", "current").unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            "current -> current is a loop".to_string(),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+}
