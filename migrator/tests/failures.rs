@@ -315,3 +315,54 @@ fn a_looping_current_is_an_error_naming_the_loop_and_the_copies() {
         ],
     );
 }
+
+#[test]
+fn a_datastore_entry_no_key_encodes_to_fails_the_migration_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    type Make = fn(&std::path::Path);
+    let cases: [(&[u8], &str, Make); 6] = [
+        (b"link", "a symbolic link", |p| {
+            std::os::unix::fs::symlink("hostname", p).unwrap()
+        }),
+        (b"fifo", "a FIFO", |p| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap()
+        }),
+        (b"bad\xffname", "its name is not UTF-8", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"a%ZZ", "'a%ZZ' is not percent-encoded", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"a%2", "'a%2' is not percent-encoded", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"dir.with-dot", "a directory name holding a '.'", |p| {
+            std::fs::create_dir(p).unwrap()
+        }),
+    ];
+    for (name, why, make) in cases {
+        let (node, original) = node_booting_1_2(step("1.2.0"));
+        let bad = original
+            .join("live/settings")
+            .join(std::ffi::OsStr::from_bytes(name));
+        make(&bad);
+        let before = snapshot(&node.datastore_dir());
+        let output = node.run_migrator();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{why}: {err}");
+        assert!(
+            err.contains("Error: Migration 'migrate_v1.1.0_add-motd-default' failed (exit code 1)")
+                && err.contains(&format!("Datastore entry {}", bad.display()))
+                && err.contains(why),
+            "{why}: {err}"
+        );
+        assert_untouched(&node, &original, &before);
+    }
+}

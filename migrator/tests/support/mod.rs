@@ -275,6 +275,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
             } else if meta.is_dir() {
                 out.insert(rel, ("dir".into(), mode, Vec::new()));
                 walk(root, &path, out);
+            } else if !meta.is_file() {
+                // A FIFO or socket: never read (a FIFO would block).
+                out.insert(rel, ("special".into(), mode, Vec::new()));
             } else {
                 out.insert(rel, ("file".into(), mode, std::fs::read(&path).unwrap()));
             }
