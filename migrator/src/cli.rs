@@ -1,16 +1,18 @@
 //! The `migrator` command line: upstream's flags (`--datastore-path`, `--migration-directory`,
 //! `--root-path`, `--metadata-directory`, `--migrate-to-version` |
-//! `--migrate-to-version-from-os-release`, `--log-level`) plus `--sysroot` and `--dry-run`.
+//! `--migrate-to-version-from-os-release`, `--log-level`) plus `--sysroot`, `--dry-run` and
+//! `--migration-timeout`.
 //! Exit codes as upstream: 0 success (also: no datastore yet, already at the version), 1 failure,
 //! 2 usage.
 
 use crate::error::{self, Result};
 use crate::killpoint::KillPoints;
-use crate::run::{Migrator, Outcome};
+use crate::run::{DEFAULT_MIGRATION_TIMEOUT, Migrator, Outcome};
 use clap::{ArgGroup, Parser};
 use semver::Version;
 use snafu::{OptionExt, ResultExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Migrate the datastore to the booted OS version, using migrations verified against the locally
 /// cached, signed repository.
@@ -48,6 +50,15 @@ pub struct Cli {
     /// Run the migrations into a scratch copy, print what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long each migration may run, in seconds; past it, the migration and every process it
+    /// started are killed and migrator fails, changing nothing.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = DEFAULT_MIGRATION_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub migration_timeout: u64,
 }
 
 fn parse_level(s: &str) -> std::result::Result<log::LevelFilter, String> {
@@ -99,6 +110,7 @@ pub fn run(cli: Cli) -> Result<String> {
         &cli.metadata_directory,
         target,
     )
+    .migration_timeout(Duration::from_secs(cli.migration_timeout))
     .kill_points(KillPoints::from_env());
     if let Some(path) = os_release {
         migrator = migrator.os_release(path);

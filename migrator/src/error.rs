@@ -168,6 +168,25 @@ pub enum Error {
         stderr: String,
     },
 
+    #[snafu(display("Migration '{name}' did not finish within {} s (the migration timeout, --migration-timeout); it and every process it started were killed{}", timeout.as_secs_f64(), if stderr.is_empty() { String::new() } else { format!("; its stderr: {stderr}") }))]
+    MigrationTimeout {
+        name: String,
+        timeout: std::time::Duration,
+        stderr: String,
+    },
+
+    #[snafu(display("Failed to {action} migration '{name}': {source}"))]
+    SuperviseMigration {
+        name: String,
+        action: String,
+        source: std::io::Error,
+    },
+
+    #[snafu(display(
+        "Processes of migration '{name}' are still alive after SIGKILL of its process group (pids {pids}); its output is not used"
+    ))]
+    MigrationSurvivors { name: String, pids: String },
+
     #[snafu(display("New datastore location {} already exists", path.display()))]
     NewVersionAlreadyExists { path: PathBuf },
 
