@@ -11,7 +11,9 @@ use crate::run::{DEFAULT_MIGRATION_TIMEOUT, Migrator, Outcome};
 use clap::{ArgGroup, Parser};
 use semver::Version;
 use snafu::{OptionExt, ResultExt};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Migrate the datastore to the booted OS version, using migrations verified against the locally
@@ -91,8 +93,36 @@ pub fn version_from_os_release(path: &Path) -> Result<Version> {
     Version::parse(&value).context(error::BadVersionIdSnafu { path, value })
 }
 
+/// The whole program: parses the command line, runs it with `kill` (the released `migrator`
+/// passes [`KillPoints::none`]; only the test build's `migrator-kill-points` reads
+/// `MIGRATOR_KILL_AT`), prints the report or the error, and returns the exit code (2 for usage
+/// errors, from clap).
+pub fn main(kill: KillPoints) -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    match run(cli, kill) {
+        Ok(report) => {
+            if !report.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                if let Err(e) = stdout
+                    .write_all(report.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    eprintln!("Error: failed to print the report: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the command; returns the text for stdout.
-pub fn run(cli: Cli) -> Result<String> {
+pub fn run(cli: Cli, kill: KillPoints) -> Result<String> {
     let os_release = os_release_path(&cli.sysroot);
     let target = match cli.migrate_to_version {
         Some(version) => version,
@@ -111,7 +141,7 @@ pub fn run(cli: Cli) -> Result<String> {
         target,
     )
     .migration_timeout(Duration::from_secs(cli.migration_timeout))
-    .kill_points(KillPoints::from_env());
+    .kill_points(kill);
     if let Some(path) = os_release {
         migrator = migrator.os_release(path);
     }

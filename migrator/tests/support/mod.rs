@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub const MIGRATOR: &str = env!("CARGO_BIN_EXE_migrator");
+/// The same command with the crash-test hook (`MIGRATOR_KILL_AT`) on; test builds only.
+pub const MIGRATOR_KILL_POINTS: &str = env!("CARGO_BIN_EXE_migrator-kill-points");
 pub const ADD_MOTD: &str = "migrate_v1.1.0_add-motd-default.lz4";
 pub const RENAME_HOSTNAME: &str = "migrate_v1.2.0_rename-hostname-setting.lz4";
 
@@ -164,7 +166,16 @@ impl Node {
 
     /// The migrator command with the service's arguments, `--sysroot` this node.
     pub fn migrator(&self) -> Command {
-        let mut command = Command::new(MIGRATOR);
+        self.migrator_command(MIGRATOR)
+    }
+
+    /// [`Node::migrator`], run by `migrator-kill-points` (which obeys `MIGRATOR_KILL_AT`).
+    pub fn migrator_with_kill_points(&self) -> Command {
+        self.migrator_command(MIGRATOR_KILL_POINTS)
+    }
+
+    fn migrator_command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
         command
             .arg("--datastore-path")
             .arg(self.datastore_dir().join("current"))
