@@ -9,7 +9,7 @@
 //!      │   pipe readable: read what is there (kept up to OUTPUT_LIMIT, the rest discarded)
 //!      │   pidfd readable (the migration exited) or deadline passed: stop polling
 //!      ▼
-//!   SIGKILL the group (kill -pgid) ─► reap the migration ─► wait until no process of the group is left
+//!   SIGKILL the group (kill -pgid) ─► wait until no process of the group is left ─► reap the migration
 //!      ─► read what is already in the pipes (bounded; never block) ─► close them
 //! ```
 //!
@@ -130,19 +130,22 @@ impl RunningMigration {
     }
 
     /// Waits until the migration exits or `timeout` (counted from the start) passes, reading its
-    /// output meanwhile; then kills its whole process group, reaps it, and waits until no process
-    /// of the group is left. A timeout is an error naming the migration and the timeout.
+    /// output meanwhile; then kills its whole process group, waits until no process of the group
+    /// is left, and reaps it. A timeout is an error naming the migration and the timeout.
     pub fn finish(mut self, timeout: Duration) -> Result<Finished> {
         let deadline = self.started + timeout;
         let exited = self.wait_for_exit(deadline)?;
         kill_group(self.pgid);
+        // The migration is reaped only once the rest of its group is gone: until then its zombie
+        // keeps its pid, which is the group's id, so no new process can take that id and be hit
+        // by the kills of this group.
+        let survivors = wait_for_group_exit(self.pgid);
         let status = self.child.wait();
         self.reaped = true;
         let status = status.context(error::SuperviseMigrationSnafu {
             name: &self.name,
             action: "reap",
         })?;
-        let survivors = wait_for_group_exit(self.pgid);
         self.stdout.drain();
         self.stderr.drain();
         for (stream, output) in [

@@ -244,7 +244,25 @@ fn usage_errors_exit_2() {
             "--metadata-directory",
             "/x",
         ],
-    ] {
+    ]
+    .into_iter()
+    .chain(["0", "-1", "soon", ""].map(|timeout| {
+        // A migration timeout is a whole number of seconds, at least 1.
+        vec![
+            "--datastore-path",
+            "/x",
+            "--migration-directory",
+            "/x",
+            "--root-path",
+            "/x",
+            "--metadata-directory",
+            "/x",
+            "--migrate-to-version",
+            "1.0.0",
+            "--migration-timeout",
+            timeout,
+        ]
+    })) {
         let output = std::process::Command::new(MIGRATOR)
             .args(&args)
             .output()
