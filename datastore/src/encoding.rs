@@ -13,17 +13,32 @@ pub fn encode_path_component(segment: &str) -> String {
     utf8_percent_encode(segment, ENCODE_CHARACTERS).to_string()
 }
 
-/// Decodes a path component written by [`encode_path_component`]; `path` names the file for the
-/// error if someone wrote a name that is not valid percent-encoded UTF-8.
+/// Decodes a path component found on disk, which must be exactly what
+/// [`encode_path_component`] writes for some name: `%ZZ`, a `%2` at the end, lower-case hex or
+/// an escape of a character that is never escaped could otherwise make two files stand for one
+/// key (and one would be lost when the datastore is copied). `path` names the file for the error.
 pub fn decode_path_component(component: &str, path: &Path) -> Result<String> {
-    match percent_decode_str(component).decode_utf8() {
-        Ok(decoded) => Ok(decoded.into_owned()),
-        Err(_) => error::CorruptionSnafu {
-            path,
-            reason: format!("invalid UTF-8 in encoded name '{component}'"),
+    let decoded = match percent_decode_str(component).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => {
+            return error::UnrepresentableSnafu {
+                path,
+                reason: format!("'{component}' percent-decodes to bytes that are not UTF-8"),
+            }
+            .fail();
         }
-        .fail(),
-    }
+    };
+    let canonical = encode_path_component(&decoded);
+    snafu::ensure!(
+        canonical == component,
+        error::UnrepresentableSnafu {
+            path,
+            reason: format!(
+                "'{component}' is not percent-encoded as a key is (the name {decoded:?} is written '{canonical}')"
+            ),
+        }
+    );
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -53,8 +68,20 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_corruption() {
-        let err = decode_path_component("%C3%28", Path::new("/ds/live/x")).unwrap_err();
-        assert!(err.to_string().contains("/ds/live/x"), "{err}");
+    fn only_the_canonical_encoding_is_decoded_strictly() {
+        for s in ["a-b_42", "a.b", "a/b", "a b%c<d>e", "ünïcödé"] {
+            let encoded = encode_path_component(s);
+            assert_eq!(decode_path_component(&encoded, Path::new("")).unwrap(), s);
+        }
+        for bad in ["%ZZ", "abc%2", "a%", "a%2e", "%41", "a%2Eb%", "%C3%28"] {
+            let err = decode_path_component(bad, Path::new("/ds/live/x")).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, error::Error::Unrepresentable { .. }),
+                "{bad}: {message}"
+            );
+            assert!(message.contains("/ds/live/x"), "{message}");
+            assert!(message.contains(&format!("'{bad}'")), "{message}");
+        }
     }
 }

@@ -58,6 +58,9 @@ pub enum Error {
     #[snafu(display("Datastore corrupted at {}: {reason}", path.display()))]
     Corruption { path: PathBuf, reason: String },
 
+    #[snafu(display("Datastore entry {} is not a key this datastore can hold: {reason}; refusing to go on without it (a setting would be lost)", path.display()))]
+    Unrepresentable { path: PathBuf, reason: String },
+
     #[snafu(display("Failed to read key '{key}' from {}: {source}", path.display()))]
     ReadKey {
         key: String,

@@ -20,6 +20,7 @@ use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// The separator between a data key's file name and a metadata key in the file name.
@@ -389,23 +390,17 @@ impl FilesystemDataStore {
         let mut transactions = BTreeSet::new();
         for entry in entries {
             let entry = entry.context(error::ListSnafu { path: &pending })?;
-            let path = entry.path();
-            if !entry
-                .file_type()
-                .context(error::ListSnafu { path: &path })?
-                .is_dir()
-            {
+            let Some((name, path, kind)) = listed_entry(&entry)? else {
                 continue;
+            };
+            if !kind.is_dir() {
+                return error::UnrepresentableSnafu {
+                    path,
+                    reason: format!("{}; a transaction is a directory", describe_kind(&kind)),
+                }
+                .fail();
             }
-            let name = entry.file_name();
-            let name = name.to_str().context(error::CorruptionSnafu {
-                path: &path,
-                reason: "transaction directory name is not UTF-8",
-            })?;
-            if name.starts_with('.') {
-                continue;
-            }
-            transactions.insert(decode_path_component(name, &path)?);
+            transactions.insert(decode_path_component(&name, &path)?);
         }
         Ok(transactions)
     }
@@ -573,9 +568,7 @@ impl FilesystemDataStore {
         }
         let mut found = Vec::new();
         walk(&base, &mut Vec::new(), &mut |segments, file_name, path| {
-            let Some(kp) = KeyPath::parse(segments, file_name, path) else {
-                return;
-            };
+            let kp = KeyPath::parse(segments, file_name, path)?;
             let wanted_type = if kp.metadata_key.is_some() {
                 KeyType::Meta
             } else {
@@ -584,88 +577,125 @@ impl FilesystemDataStore {
             if wanted_type == key_type && kp.data_key.name().starts_with(prefix) {
                 found.push(kp);
             }
+            Ok(())
         })?;
         Ok(found)
     }
 }
 
+/// What [`walk`] calls for each key file: the decoded directory segments, the file name, its path.
+type VisitKeyFile<'a> = dyn FnMut(&[String], &str, &Path) -> Result<()> + 'a;
+
 /// Visits every regular file under `dir` with the decoded directory segments leading to it.
-/// Names starting with a dot (temporary files) and symlinks are skipped.
+/// Names starting with a dot are skipped: no key encodes to one (a `.` is `%2E`), they are this
+/// crate's temporary files. Every other entry must be something a key can be written as (a
+/// directory whose name is an encoded segment, or a regular file): a symlink, a FIFO, a device,
+/// a socket, a non-UTF-8 name or a name that is not percent-encoded as a key is, is an error
+/// naming the entry. Skipping it would drop a setting silently when a migration copies the
+/// datastore (and would make reading a FIFO block).
 fn walk(
     dir: &Path,
     segments: &mut Vec<String>,
-    visit: &mut dyn FnMut(&[String], &str, &Path),
+    visit: &mut VisitKeyFile<'_>,
 ) -> Result<()> {
     let entries = fs::read_dir(dir).context(error::ListSnafu { path: dir })?;
     for entry in entries {
         let entry = entry.context(error::ListSnafu { path: dir })?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            warn!(
-                "Skipping non-UTF-8 name in the datastore: {}",
-                path.display()
-            );
+        let Some((name, path, kind)) = listed_entry(&entry)? else {
             continue;
         };
-        if name.starts_with('.') {
-            continue;
-        }
-        let kind = entry
-            .file_type()
-            .context(error::ListSnafu { path: &path })?;
         if kind.is_dir() {
-            if name.contains(METADATA_SEPARATOR) {
-                warn!(
-                    "Skipping directory that no key encodes to: {}",
-                    path.display()
-                );
-                continue;
-            }
-            match decode_path_component(name, &path) {
-                Ok(segment) => {
-                    segments.push(segment);
-                    walk(&path, segments, visit)?;
-                    segments.pop();
+            ensure!(
+                !name.contains(METADATA_SEPARATOR),
+                error::UnrepresentableSnafu {
+                    path: &path,
+                    reason: "a directory name holding a '.' (only a metadata file's name has one)",
                 }
-                Err(e) => warn!("Skipping {}: {e}", path.display()),
-            }
+            );
+            segments.push(decode_path_component(&name, &path)?);
+            walk(&path, segments, visit)?;
+            segments.pop();
         } else if kind.is_file() {
-            visit(segments, name, &path);
+            visit(segments, &name, &path)?;
+        } else {
+            return error::UnrepresentableSnafu {
+                path,
+                reason: format!("{}; a key is a regular file", describe_kind(&kind)),
+            }
+            .fail();
         }
     }
     Ok(())
 }
 
-impl KeyPath {
-    /// The keys a file stands for, or `None` (with a warning) for a file no key encodes to.
-    fn parse(dir_segments: &[String], file_name: &str, path: &Path) -> Option<Self> {
-        let parse = || -> Result<Self> {
-            let (data_part, meta_part) = match file_name.split_once(METADATA_SEPARATOR) {
-                Some((data, meta)) => (data, Some(meta)),
-                None => (file_name, None),
-            };
-            let mut segments = dir_segments.to_vec();
-            segments.push(decode_path_component(data_part, path)?);
-            let data_key = Key::from_segments(KeyType::Data, &segments)?;
-            let metadata_key = meta_part
-                .map(|meta| -> Result<Key> {
-                    let meta = decode_path_component(meta, path)?;
-                    Key::from_segments(KeyType::Meta, &[meta])
-                })
-                .transpose()?;
-            Ok(Self {
-                data_key,
-                metadata_key,
-            })
-        };
-        match parse() {
-            Ok(kp) => Some(kp),
-            Err(e) => {
-                warn!("Skipping {} in the datastore: {e}", path.display());
-                None
-            }
+/// A directory entry's UTF-8 name, path and type (not following symlinks); `None` for the names
+/// starting with a dot that listings skip.
+fn listed_entry(entry: &fs::DirEntry) -> Result<Option<(String, PathBuf, fs::FileType)>> {
+    let path = entry.path();
+    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        return error::UnrepresentableSnafu {
+            path,
+            reason: "its name is not UTF-8, and a key's file name always is",
         }
+        .fail();
+    };
+    if name.starts_with('.') {
+        return Ok(None);
+    }
+    let kind = entry
+        .file_type()
+        .context(error::ListSnafu { path: &path })?;
+    Ok(Some((name, path, kind)))
+}
+
+/// "a symbolic link", "a FIFO", ... for an entry that is neither a directory nor a regular file.
+fn describe_kind(kind: &fs::FileType) -> &'static str {
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "of an unknown file type"
+    }
+}
+
+impl KeyPath {
+    /// The keys a file stands for; a file no key encodes to is an error naming it.
+    fn parse(dir_segments: &[String], file_name: &str, path: &Path) -> Result<Self> {
+        let unrepresentable = |e: error::Error| match e {
+            e @ error::Error::Unrepresentable { .. } => e,
+            other => error::Error::Unrepresentable {
+                path: path.to_path_buf(),
+                reason: other.to_string(),
+            },
+        };
+        let (data_part, meta_part) = match file_name.split_once(METADATA_SEPARATOR) {
+            Some((data, meta)) => (data, Some(meta)),
+            None => (file_name, None),
+        };
+        let mut segments = dir_segments.to_vec();
+        segments.push(decode_path_component(data_part, path)?);
+        let data_key = Key::from_segments(KeyType::Data, &segments).map_err(unrepresentable)?;
+        let metadata_key = meta_part
+            .map(|meta| -> Result<Key> {
+                let meta = decode_path_component(meta, path)?;
+                Key::from_segments(KeyType::Meta, &[meta]).map_err(unrepresentable)
+            })
+            .transpose()?;
+        Ok(Self {
+            data_key,
+            metadata_key,
+        })
     }
 }
 
@@ -996,6 +1026,178 @@ mod tests {
                 .is_empty()
         );
         assert!(store.list_transactions().unwrap().is_empty());
+    }
+
+    /// Every read that lists the datastore (what a migration reads it with) fails naming `bad`.
+    fn assert_listing_fails_naming(store: &FilesystemDataStore, bad: &Path, why: &str) {
+        let live = Committed::Live;
+        let tx = Committed::pending("tx");
+        let results = [
+            store.get_prefix("", &live).map(|_| ()),
+            store.list_populated_keys("settings.", &live).map(|_| ()),
+            store.get_metadata_prefix("", &live, None).map(|_| ()),
+            store.get_prefix("", &tx).map(|_| ()),
+            store.list_transactions().map(|_| ()),
+        ];
+        // Live entries fail the live reads, a transaction's entries that transaction's reads,
+        // entries of pending/ itself the listing of transactions.
+        let relevant = if bad.parent() == Some(store.pending_path().as_path()) {
+            &results[4..]
+        } else if bad.starts_with(store.pending_path()) {
+            &results[3..4]
+        } else {
+            &results[..3]
+        };
+        for result in relevant {
+            let err = result.as_ref().unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, Error::Unrepresentable { .. }),
+                "{}: {message}",
+                bad.display()
+            );
+            assert!(
+                message.contains(&bad.display().to_string()) && message.contains(why),
+                "{why:?} for {} not in: {message}",
+                bad.display()
+            );
+        }
+    }
+
+    #[test]
+    fn entries_no_key_encodes_to_are_errors_naming_them() {
+        use std::os::unix::ffi::OsStrExt;
+        let (_dir, store) = store();
+        let live = Committed::Live;
+        let tx = Committed::pending("tx");
+        store
+            .set_key(&data("settings.motd"), "\"hi\"", &live)
+            .unwrap();
+        store
+            .set_metadata(&meta("m"), &data("settings.motd"), "1", &live)
+            .unwrap();
+        store
+            .set_key(&data("settings.motd"), "\"tx\"", &tx)
+            .unwrap();
+        let settings = store.live_path().join("settings");
+        let tx_dir = store.pending_path().join("tx");
+
+        type Make = Box<dyn Fn(&Path)>;
+        let file =
+            |content: &'static str| -> Make { Box::new(move |p| fs::write(p, content).unwrap()) };
+        let cases: Vec<(PathBuf, &str, Make)> = vec![
+            (
+                settings.join("link"),
+                "a symbolic link",
+                Box::new(|p| std::os::unix::fs::symlink("motd", p).unwrap()),
+            ),
+            (
+                settings.join("dirlink"),
+                "a symbolic link",
+                Box::new(|p| std::os::unix::fs::symlink("..", p).unwrap()),
+            ),
+            (
+                settings.join("fifo"),
+                "a FIFO",
+                Box::new(|p| {
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        p,
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from_raw_mode(0o600),
+                        0,
+                    )
+                    .unwrap()
+                }),
+            ),
+            (
+                settings.join("socket"),
+                "a socket",
+                Box::new(|p| {
+                    std::mem::forget(std::os::unix::net::UnixListener::bind(p).unwrap());
+                }),
+            ),
+            (
+                settings.join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+                "not UTF-8",
+                file("1"),
+            ),
+            (
+                settings.join("a%ZZ"),
+                "'a%ZZ' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                settings.join("a%2"),
+                "'a%2' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                settings.join("a%2eb"),
+                "'a%2eb' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                settings.join("%41"),
+                "'%41' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                settings.join("motd.m%ZZ"),
+                "'m%ZZ' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                settings.join("a%2"),
+                "'a%2' is not percent-encoded",
+                Box::new(|p| fs::create_dir(p).unwrap()),
+            ),
+            (
+                settings.join("dir.with-dot"),
+                "a directory name holding a '.'",
+                Box::new(|p| fs::create_dir(p).unwrap()),
+            ),
+            (settings.join("bad%21"), "invalid character", file("1")),
+            (
+                tx_dir.join("settings/a%ZZ"),
+                "'a%ZZ' is not percent-encoded",
+                file("1"),
+            ),
+            (
+                tx_dir.join("settings/link"),
+                "a symbolic link",
+                Box::new(|p| std::os::unix::fs::symlink("motd", p).unwrap()),
+            ),
+            (
+                store.pending_path().join("not-a-dir"),
+                "a regular file; a transaction is a directory",
+                file("1"),
+            ),
+            (
+                store.pending_path().join("t%ZZ"),
+                "'t%ZZ' is not percent-encoded",
+                Box::new(|p| fs::create_dir(p).unwrap()),
+            ),
+        ];
+        for (bad, why, make) in cases {
+            make(&bad);
+            assert_listing_fails_naming(&store, &bad, why);
+            if bad.is_dir() && !bad.is_symlink() {
+                fs::remove_dir(&bad).unwrap();
+            } else {
+                fs::remove_file(&bad).unwrap();
+            }
+            // Without it, everything reads again.
+            assert_eq!(store.get_prefix("", &live).unwrap().len(), 1);
+            assert_eq!(store.get_metadata_prefix("", &live, None).unwrap().len(), 1);
+            assert_eq!(store.get_prefix("", &tx).unwrap().len(), 1);
+            assert_eq!(store.list_transactions().unwrap().len(), 1);
+        }
+        // Names starting with a dot (temporary files) are skipped, as before.
+        fs::write(settings.join(".tmp-0123456789abcdef"), "x").unwrap();
+        fs::create_dir(store.pending_path().join(".trash-0123")).unwrap();
+        assert_eq!(store.get_prefix("", &live).unwrap().len(), 1);
+        assert_eq!(store.list_transactions().unwrap().len(), 1);
     }
 
     #[test]

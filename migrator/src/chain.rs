@@ -126,6 +126,116 @@ pub fn create_datastore(datastore_dir: &Path, version: &Version) -> Result<PathB
     Ok(data)
 }
 
+/// Whether the datastore at `datastore_path` (the `current` link, usually) exists. `Ok(false)`
+/// only when there is no entry at all (lstat: no such file): a first boot, before storewolf
+/// creates the datastore. A link that exists but dangles or loops is an error naming the link,
+/// what is wrong, and the complete datastore copies still in its directory: treating it as a
+/// first boot would let storewolf start over with an empty datastore beside the real one.
+pub fn datastore_exists(datastore_path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(datastore_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(source).context(error::IoSnafu {
+                action: "inspect datastore path",
+                path: datastore_path,
+            });
+        }
+    }
+    match std::fs::canonicalize(datastore_path) {
+        Ok(_) => Ok(true),
+        Err(source) => {
+            let dir = datastore_path.parent().unwrap_or(Path::new("/"));
+            let copies = datastore_copies(dir)
+                .iter()
+                .map(|(name, version)| format!("{name} (version {version})"))
+                .collect::<Vec<_>>();
+            error::BrokenChainSnafu {
+                link: datastore_path,
+                problem: diagnose_link(datastore_path, &source),
+                copies: if copies.is_empty() {
+                    format!("no complete datastore copy is left in {}", dir.display())
+                } else {
+                    format!(
+                        "complete datastore copies in {}: {}; point the links at one of them to repair",
+                        dir.display(),
+                        copies.join(", ")
+                    )
+                },
+            }
+            .fail()
+        }
+    }
+}
+
+/// What is wrong with a link that does not resolve: the links followed and where they end.
+fn diagnose_link(link: &Path, error: &std::io::Error) -> String {
+    let name = |path: &Path| {
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let mut hops = vec![name(link)];
+    let mut seen = vec![link.to_path_buf()];
+    let mut at = link.to_path_buf();
+    // 40 hops, as the kernel's own limit for one lookup.
+    for _ in 0..40 {
+        let target = match std::fs::read_link(&at) {
+            Ok(target) => target,
+            Err(e) => return format!("{}: {e}", hops.join(" -> ")),
+        };
+        hops.push(target.display().to_string());
+        let next = at.parent().unwrap_or(Path::new("/")).join(&target);
+        if seen.contains(&next) {
+            return format!("{} is a loop", hops.join(" -> "));
+        }
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {}
+            Ok(_) => return format!("{} does not resolve: {error}", hops.join(" -> ")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!(
+                    "{} dangles: {} does not exist",
+                    hops.join(" -> "),
+                    next.display()
+                );
+            }
+            Err(e) => return format!("{}: {e}", hops.join(" -> ")),
+        }
+        seen.push(next.clone());
+        at = next;
+    }
+    format!("{} ... is a loop (more than 40 links)", hops.join(" -> "))
+}
+
+/// The version of a data directory name `v<version>_<suffix>`, `None` for any other name.
+pub fn data_dir_version(name: &str) -> Option<Version> {
+    let (version, suffix) = name.strip_prefix('v')?.split_once('_')?;
+    if suffix.is_empty() {
+        return None;
+    }
+    Version::parse(version).ok()
+}
+
+/// The complete datastore copies in `datastore_dir` (data directories holding `live/`), by
+/// name, with their versions.
+pub fn datastore_copies(datastore_dir: &Path) -> Vec<(String, Version)> {
+    let Ok(entries) = std::fs::read_dir(datastore_dir) else {
+        return Vec::new();
+    };
+    let mut copies: Vec<(String, Version)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            let version = data_dir_version(&name)?;
+            let live = std::fs::symlink_metadata(entry.path().join("live")).ok()?;
+            live.is_dir().then_some((name, version))
+        })
+        .collect();
+    copies.sort();
+    copies
+}
+
 /// The final component of a path, as a string.
 pub fn dir_name(path: &Path) -> Result<String> {
     path.file_name()
@@ -245,6 +355,78 @@ mod tests {
         symlink("garbage", dir.path().join("v1.0")).unwrap();
         let err = current_version(dir.path()).unwrap_err();
         assert!(err.to_string().contains("garbage"), "{err}");
+    }
+
+    #[test]
+    fn only_a_missing_entry_is_a_first_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join(CURRENT);
+        assert!(!datastore_exists(&current).unwrap());
+        assert!(!datastore_exists(&dir.path().join("no/such/dir/current")).unwrap());
+        let data = create_datastore(dir.path(), &Version::new(1, 0, 0)).unwrap();
+        assert!(datastore_exists(&current).unwrap());
+        assert!(datastore_exists(&data).unwrap());
+    }
+
+    #[test]
+    fn a_dangling_link_names_the_missing_target_and_the_copies_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = create_datastore(dir.path(), &Version::new(1, 0, 0)).unwrap();
+        let name = dir_name(&data).unwrap();
+        std::fs::rename(&data, dir.path().join("v1.0.0_AbCdEfGhIjKlMnOp")).unwrap();
+        // Not a datastore copy: no live/.
+        std::fs::create_dir(dir.path().join("v0.9.0_emptyemptyempty")).unwrap();
+        let err = datastore_exists(&dir.path().join(CURRENT)).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, error::Error::BrokenChain { .. }), "{message}");
+        for expected in [
+            dir.path().join(CURRENT).display().to_string(),
+            format!("current -> v1 -> v1.0 -> v1.0.0 -> {name} dangles"),
+            format!("{} does not exist", dir.path().join(&name).display()),
+            "v1.0.0_AbCdEfGhIjKlMnOp (version 1.0.0)".to_string(),
+        ] {
+            assert!(message.contains(&expected), "{expected:?} not in {message}");
+        }
+        assert!(!message.contains("v0.9.0_empty"), "{message}");
+
+        std::fs::remove_dir_all(dir.path().join("v1.0.0_AbCdEfGhIjKlMnOp")).unwrap();
+        let message = datastore_exists(&dir.path().join(CURRENT))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("no complete datastore copy is left"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_looping_link_is_named_as_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        create_datastore(dir.path(), &Version::new(1, 0, 0)).unwrap();
+        replace_link(dir.path(), "v1", CURRENT).unwrap();
+        let message = datastore_exists(&dir.path().join(CURRENT))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("current -> v1 -> current is a loop"),
+            "{message}"
+        );
+        replace_link(dir.path(), CURRENT, CURRENT).unwrap();
+        let message = datastore_exists(&dir.path().join(CURRENT))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("current -> current is a loop"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn data_directory_names_carry_their_version() {
+        assert_eq!(data_dir_version("v1.2.3_abc"), Some(Version::new(1, 2, 3)));
+        for other in ["v1.2.3", "v1.2.3_", "1.2.3_abc", "v1.2_abc", "current"] {
+            assert_eq!(data_dir_version(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! The `migrator` command line: upstream's flags (`--datastore-path`, `--migration-directory`,
 //! `--root-path`, `--metadata-directory`, `--migrate-to-version` |
-//! `--migrate-to-version-from-os-release`, `--log-level`) plus `--sysroot` and `--dry-run`.
+//! `--migrate-to-version-from-os-release`, `--log-level`) plus `--sysroot`, `--dry-run` and
+//! `--migration-timeout`.
 //! Exit codes as upstream: 0 success (also: no datastore yet, already at the version), 1 failure,
 //! 2 usage.
 
 use crate::error::{self, Result};
 use crate::killpoint::KillPoints;
-use crate::run::{Migrator, Outcome};
+use crate::run::{DEFAULT_MIGRATION_TIMEOUT, Migrator, Outcome};
 use clap::{ArgGroup, Parser};
 use semver::Version;
 use snafu::{OptionExt, ResultExt};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 /// Migrate the datastore to the booted OS version, using migrations verified against the locally
 /// cached, signed repository.
@@ -48,6 +52,15 @@ pub struct Cli {
     /// Run the migrations into a scratch copy, print what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long each migration may run, in seconds; past it, the migration and every process it
+    /// started are killed and migrator fails, changing nothing.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = DEFAULT_MIGRATION_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub migration_timeout: u64,
 }
 
 fn parse_level(s: &str) -> std::result::Result<log::LevelFilter, String> {
@@ -80,8 +93,36 @@ pub fn version_from_os_release(path: &Path) -> Result<Version> {
     Version::parse(&value).context(error::BadVersionIdSnafu { path, value })
 }
 
+/// The whole program: parses the command line, runs it with `kill` (the released `migrator`
+/// passes [`KillPoints::none`]; only the test build's `migrator-kill-points` reads
+/// `MIGRATOR_KILL_AT`), prints the report or the error, and returns the exit code (2 for usage
+/// errors, from clap).
+pub fn main(kill: KillPoints) -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    match run(cli, kill) {
+        Ok(report) => {
+            if !report.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                if let Err(e) = stdout
+                    .write_all(report.as_bytes())
+                    .and_then(|()| stdout.flush())
+                {
+                    eprintln!("Error: failed to print the report: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the command; returns the text for stdout.
-pub fn run(cli: Cli) -> Result<String> {
+pub fn run(cli: Cli, kill: KillPoints) -> Result<String> {
     let os_release = os_release_path(&cli.sysroot);
     let target = match cli.migrate_to_version {
         Some(version) => version,
@@ -99,7 +140,8 @@ pub fn run(cli: Cli) -> Result<String> {
         &cli.metadata_directory,
         target,
     )
-    .kill_points(KillPoints::from_env());
+    .migration_timeout(Duration::from_secs(cli.migration_timeout))
+    .kill_points(kill);
     if let Some(path) = os_release {
         migrator = migrator.os_release(path);
     }

@@ -17,6 +17,13 @@ pub enum Error {
     #[snafu(display("Datastore path {} has no parent directory", path.display()))]
     NoParent { path: PathBuf },
 
+    #[snafu(display("Datastore link {} exists but is broken ({problem}); this is not a first boot, so migrator stops and changes nothing; {copies}", link.display()))]
+    BrokenChain {
+        link: PathBuf,
+        problem: String,
+        copies: String,
+    },
+
     #[snafu(display("Failed to read version link {}: {source}", link.display()))]
     LinkRead {
         link: PathBuf,
@@ -160,6 +167,25 @@ pub enum Error {
         status: String,
         stderr: String,
     },
+
+    #[snafu(display("Migration '{name}' did not finish within {} s (the migration timeout, --migration-timeout); it and every process it started were killed{}", timeout.as_secs_f64(), if stderr.is_empty() { String::new() } else { format!("; its stderr: {stderr}") }))]
+    MigrationTimeout {
+        name: String,
+        timeout: std::time::Duration,
+        stderr: String,
+    },
+
+    #[snafu(display("Failed to {action} migration '{name}': {source}"))]
+    SuperviseMigration {
+        name: String,
+        action: String,
+        source: std::io::Error,
+    },
+
+    #[snafu(display(
+        "Processes of migration '{name}' are still alive after SIGKILL of its process group (pids {pids}); its output is not used"
+    ))]
+    MigrationSurvivors { name: String, pids: String },
 
     #[snafu(display("New datastore location {} already exists", path.display()))]
     NewVersionAlreadyExists { path: PathBuf },

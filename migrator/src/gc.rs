@@ -60,11 +60,11 @@ fn classify(name: &str) -> Entry {
     let Some(rest) = name.strip_prefix('v') else {
         return Entry::Other;
     };
-    if let Some((version, suffix)) = rest.split_once('_') {
-        if semver::Version::parse(version).is_ok() && !suffix.is_empty() {
-            return Entry::DataDir;
-        }
-        return Entry::Other;
+    if rest.contains('_') {
+        return match chain::data_dir_version(name) {
+            Some(_) => Entry::DataDir,
+            None => Entry::Other,
+        };
     }
     let parts: Vec<&str> = rest.split('.').collect();
     if (1..=3).contains(&parts.len())

@@ -6,6 +6,8 @@
 //! - [`repo`]: the locally cached TUF repository, loaded through tough (expiry not enforced for
 //!   offline boots; signatures and hashes always);
 //! - [`sealed`]: running a verified migration from a sealed memfd (nothing executable on disk);
+//! - [`supervise`]: one migration process to its end: own process group, timeout, output read
+//!   without waiting on descendants, the whole group killed;
 //! - [`run`]: [`Migrator`]: lock, plan, run, make durable, flip, collect garbage; and the dry run;
 //! - [`dry_run`]: the report of what a migration would change;
 //! - [`gc`]: removing old datastore copies, keeping the current and the previous one (#2589);
@@ -22,6 +24,7 @@ pub mod lock;
 pub mod repo;
 pub mod run;
 pub mod sealed;
+pub mod supervise;
 
 pub use dry_run::{Change, DryRunReport, Place};
 pub use error::{Error, Result};

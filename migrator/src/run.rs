@@ -16,13 +16,21 @@ use crate::killpoint::KillPoints;
 use crate::lock::DatastoreLock;
 use crate::repo::LocalRepo;
 use crate::sealed::SealedProgram;
+use crate::supervise::RunningMigration;
 use migration_helpers::MigrationType;
 use migration_helpers::os_release::OS_RELEASE_ENV;
 use semver::Version;
 use snafu::{OptionExt, ResultExt};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
+
+/// How long one migration may run before it is killed (with every process it started) and the
+/// run fails. Real migrations take well under a second on a datastore of a few thousand keys,
+/// seconds on a slow disk; five minutes is far above that, and still bounds how long a hung
+/// migration holds up the boot (everything after migrator waits for it). See
+/// docs/migrations.md.
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What to migrate, where the verified migrations come from, and to which version.
 #[derive(Debug, Clone)]
@@ -33,6 +41,7 @@ pub struct Migrator {
     metadata_directory: PathBuf,
     target_version: Version,
     os_release: Option<PathBuf>,
+    migration_timeout: Duration,
     kill: KillPoints,
 }
 
@@ -79,6 +88,7 @@ impl Migrator {
             metadata_directory: metadata_directory.into(),
             target_version,
             os_release: None,
+            migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
             kill: KillPoints::none(),
         }
     }
@@ -90,6 +100,13 @@ impl Migrator {
         self
     }
 
+    /// How long each migration may run (default [`DEFAULT_MIGRATION_TIMEOUT`]); past it, the
+    /// migration and every process it started are killed and the run fails.
+    pub fn migration_timeout(mut self, timeout: Duration) -> Self {
+        self.migration_timeout = timeout;
+        self
+    }
+
     /// Where to die, for crash tests (default: nowhere).
     pub fn kill_points(mut self, kill: KillPoints) -> Self {
         self.kill = kill;
@@ -98,7 +115,7 @@ impl Migrator {
 
     /// Migrates the datastore to the target version (see the module docs).
     pub fn run(&self) -> Result<Outcome> {
-        if !self.datastore_path.exists() {
+        if !chain::datastore_exists(&self.datastore_path)? {
             return Ok(Outcome::NoDatastore {
                 path: self.datastore_path.clone(),
             });
@@ -131,15 +148,14 @@ impl Migrator {
             );
             source.clone()
         } else {
-            let final_dir = run_chain(
-                &programs,
-                plan.direction,
-                &source,
-                &datastore_dir,
-                &plan.to,
-                self.os_release.as_deref(),
-                &self.kill,
-            )?;
+            let settings = RunSettings {
+                direction: plan.direction,
+                to: &plan.to,
+                os_release: self.os_release.as_deref(),
+                timeout: self.migration_timeout,
+                kill: &self.kill,
+            };
+            let final_dir = run_chain(&programs, &source, &datastore_dir, &settings)?;
             if let Err(e) = make_durable(&final_dir, &source_name, &datastore_dir) {
                 remove_datastore(&final_dir);
                 return Err(e);
@@ -176,7 +192,7 @@ impl Migrator {
     /// would change; nothing under the datastore directory is written. `None` when there is no
     /// datastore.
     pub fn dry_run(&self) -> Result<Option<DryRunReport>> {
-        if !self.datastore_path.exists() {
+        if !chain::datastore_exists(&self.datastore_path)? {
             return Ok(None);
         }
         let (datastore_dir, _lock) = self.lock()?;
@@ -196,15 +212,14 @@ impl Migrator {
         let final_dir = if programs.is_empty() {
             copy.clone()
         } else {
-            run_chain(
-                &programs,
-                plan.direction,
-                &copy,
-                scratch.path(),
-                &plan.to,
-                self.os_release.as_deref(),
-                &KillPoints::none(),
-            )?
+            let settings = RunSettings {
+                direction: plan.direction,
+                to: &plan.to,
+                os_release: self.os_release.as_deref(),
+                timeout: self.migration_timeout,
+                kill: &KillPoints::none(),
+            };
+            run_chain(&programs, &copy, scratch.path(), &settings)?
         };
         let changes = dry_run::diff(&source, &final_dir)?;
         Ok(Some(DryRunReport {
@@ -291,39 +306,44 @@ impl Migrator {
     }
 }
 
+/// How each migration of a chain runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSettings<'a> {
+    pub direction: MigrationType,
+    /// The version the chain migrates to (names the new directories).
+    pub to: &'a Version,
+    /// Passed to migrations in `MIGRATION_OS_RELEASE`.
+    pub os_release: Option<&'a Path>,
+    /// How long each migration may run.
+    pub timeout: Duration,
+    pub kill: &'a KillPoints,
+}
+
 /// Runs `programs` in order: the first reads `source`, each writes a new `v<to>_<rand>` in
 /// `out_dir` that the next reads. Each intermediate is removed once the next migration
-/// succeeded; on a failure every directory this chain created is removed. Returns the last one.
+/// succeeded; on a failure (non-zero exit, crash, timeout, failure to start or to kill) every
+/// directory this chain created is removed, after every process of the failed migration is
+/// gone. Returns the last one.
 pub fn run_chain(
     programs: &[SealedProgram],
-    direction: MigrationType,
     source: &Path,
     out_dir: &Path,
-    to: &Version,
-    os_release: Option<&Path>,
-    kill: &KillPoints,
+    settings: &RunSettings<'_>,
 ) -> Result<PathBuf> {
     let mut input = source.to_path_buf();
     let mut created: Option<PathBuf> = None;
     for (index, program) in programs.iter().enumerate() {
-        let target = chain::new_datastore_location(out_dir, to)?;
-        let result = run_one(
-            index + 1,
-            program,
-            direction,
-            &input,
-            &target,
-            os_release,
-            kill,
-        );
-        if let Err(e) = result {
+        let target = chain::new_datastore_location(out_dir, settings.to)?;
+        if let Err(e) = run_one(index + 1, program, &input, &target, settings) {
             remove_datastore(&target);
             if let Some(previous) = &created {
                 remove_datastore(previous);
             }
             return Err(e);
         }
-        kill.checkpoint(&format!("migration-done-{}", index + 1));
+        settings
+            .kill
+            .checkpoint(&format!("migration-done-{}", index + 1));
         if let Some(previous) = created.replace(target.clone()) {
             remove_datastore(&previous);
         }
@@ -335,24 +355,20 @@ pub fn run_chain(
 fn run_one(
     number: usize,
     program: &SealedProgram,
-    direction: MigrationType,
     source: &Path,
     target: &Path,
-    os_release: Option<&Path>,
-    kill: &KillPoints,
+    settings: &RunSettings<'_>,
 ) -> Result<()> {
     let name = program.name();
+    let direction = settings.direction;
     let mut command = program.command();
     command
         .arg(format!("--{direction}"))
         .arg("--source-datastore")
         .arg(source)
         .arg("--target-datastore")
-        .arg(target)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(path) = os_release {
+        .arg(target);
+    if let Some(path) = settings.os_release {
         command.env(OS_RELEASE_ENV, path);
     }
     log::info!(
@@ -360,13 +376,11 @@ fn run_one(
         source.display(),
         target.display()
     );
-    let child = command
-        .spawn()
-        .context(error::StartMigrationSnafu { name })?;
-    kill.checkpoint(&format!("migration-started-{number}"));
-    let output = child
-        .wait_with_output()
-        .context(error::StartMigrationSnafu { name })?;
+    let running = RunningMigration::spawn(name, command)?;
+    settings
+        .kill
+        .checkpoint(&format!("migration-started-{number}"));
+    let output = running.finish(settings.timeout)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !stdout.trim().is_empty() {

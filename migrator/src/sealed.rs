@@ -55,14 +55,23 @@ impl SealedProgram {
     pub fn command(&self) -> Command {
         let mut command = Command::new(format!("/proc/self/fd/{}", self.memfd.as_raw_fd()));
         command.arg0(&self.name);
-        // SAFETY: prctl is a single async-signal-safe system call and touches no memory of the
-        // parent; it runs in the forked child just before exec.
+        let parent = rustix::process::getpid();
+        // SAFETY: prctl and getppid are single async-signal-safe system calls and touch no memory
+        // of the parent (`parent` is a copied integer); they run in the forked child just before
+        // exec.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
                     rustix::process::Signal::KILL,
                 ))
-                .map_err(io::Error::from)
+                .map_err(io::Error::from)?;
+                // migrator may have died between the fork and the prctl: then no signal comes.
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(io::Error::other(
+                        "migrator exited before the migration started",
+                    ));
+                }
+                Ok(())
             });
         }
         command

@@ -221,3 +221,272 @@ fn no_migration_path_is_an_error_that_changes_nothing() {
     let original = node.create_datastore("1.0.0", &Contents::large());
     assert_refused(&node, &original, "No migration path from 1.0.0 to 1.2.0");
 }
+
+/// A `current` link that exists but does not resolve is not a first boot: migrator fails naming
+/// the link, what is wrong and the datastore copies still there, and changes nothing.
+fn assert_broken_chain_refused(node: &Node, expected: &[String]) {
+    let before = snapshot(&node.datastore_dir());
+    for dry_run in [false, true] {
+        let mut command = node.migrator();
+        if dry_run {
+            command.arg("--dry-run");
+        }
+        let output = command.output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "dry run {dry_run}: {err}");
+        assert!(
+            !err.contains("Data store does not exist"),
+            "taken for a first boot: {err}"
+        );
+        for expected in expected {
+            assert!(
+                err.contains(expected.as_str()),
+                "{expected:?} not in: {err}"
+            );
+        }
+        assert!(node.markers().is_empty(), "a migration ran: {err}");
+        assert_eq!(
+            snapshot(&node.datastore_dir()),
+            before,
+            "datastore directory changed"
+        );
+    }
+}
+
+#[test]
+fn a_dangling_current_is_an_error_naming_the_missing_target_and_the_copies() {
+    // The data directory is gone from under its patch link (renamed by hand, restored from a
+    // backup under another name...): a complete copy is still there.
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let name = original.file_name().unwrap().to_str().unwrap().to_string();
+    let kept = node.datastore_dir().join("v1.0.0_AbCdEfGhIjKlMnOp");
+    std::fs::rename(&original, &kept).unwrap();
+    let link = node.datastore_dir().join("current");
+    assert_broken_chain_refused(
+        &node,
+        &[
+            format!(
+                "Error: Datastore link {} exists but is broken",
+                link.display()
+            ),
+            format!("current -> v1 -> v1.0 -> v1.0.0 -> {name} dangles"),
+            format!(
+                "{} does not exist",
+                node.datastore_dir().join(&name).display()
+            ),
+            "v1.0.0_AbCdEfGhIjKlMnOp (version 1.0.0)".to_string(),
+        ],
+    );
+
+    // A link missing in the middle of the chain.
+    std::fs::rename(&kept, &original).unwrap();
+    std::fs::remove_file(node.datastore_dir().join("v1")).unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            format!(
+                "current -> v1 dangles: {} does not exist",
+                node.datastore_dir().join("v1").display()
+            ),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+}
+
+#[test]
+fn a_looping_current_is_an_error_naming_the_loop_and_the_copies() {
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let name = original.file_name().unwrap().to_str().unwrap().to_string();
+    let dir = node.datastore_dir();
+    migrator::chain::replace_link(&dir, "v1", "current").unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            "current -> v1 -> current is a loop".to_string(),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+    migrator::chain::replace_link(&dir, "current", "current").unwrap();
+    assert_broken_chain_refused(
+        &node,
+        &[
+            "current -> current is a loop".to_string(),
+            format!("{name} (version 1.0.0)"),
+        ],
+    );
+}
+
+#[test]
+fn a_datastore_entry_no_key_encodes_to_fails_the_migration_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    type Make = fn(&std::path::Path);
+    let cases: [(&[u8], &str, Make); 6] = [
+        (b"link", "a symbolic link", |p| {
+            std::os::unix::fs::symlink("hostname", p).unwrap()
+        }),
+        (b"fifo", "a FIFO", |p| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap()
+        }),
+        (b"bad\xffname", "its name is not UTF-8", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"a%ZZ", "'a%ZZ' is not percent-encoded", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"a%2", "'a%2' is not percent-encoded", |p| {
+            std::fs::write(p, "1").unwrap()
+        }),
+        (b"dir.with-dot", "a directory name holding a '.'", |p| {
+            std::fs::create_dir(p).unwrap()
+        }),
+    ];
+    for (name, why, make) in cases {
+        let (node, original) = node_booting_1_2(step("1.2.0"));
+        let bad = original
+            .join("live/settings")
+            .join(std::ffi::OsStr::from_bytes(name));
+        make(&bad);
+        let before = snapshot(&node.datastore_dir());
+        let output = node.run_migrator();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{why}: {err}");
+        assert!(
+            err.contains("Error: Migration 'migrate_v1.1.0_add-motd-default' failed (exit code 1)")
+                && err.contains(&format!("Datastore entry {}", bad.display()))
+                && err.contains(why),
+            "{why}: {err}"
+        );
+        assert_untouched(&node, &original, &before);
+    }
+}
+
+/// A node at 1.0.0 booting 1.2.0, and the migrator command with `fault` and a pid file.
+fn node_with_fault(
+    fault: &str,
+) -> (
+    Node,
+    std::path::PathBuf,
+    std::process::Command,
+    std::path::PathBuf,
+) {
+    let (node, original) = node_booting_1_2(step("1.2.0"));
+    let pids = node.sysroot().join("pids");
+    let mut command = node.migrator();
+    command
+        .env("FIXTURE_MIGRATION_FAULT", fault)
+        .env("FIXTURE_MIGRATION_PIDS", &pids);
+    (node, original, command, pids)
+}
+
+/// Bounds every migrator run of these tests: far above what they take, far below "forever".
+const HANG_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
+#[test]
+fn a_hanging_migration_is_killed_at_its_timeout_with_everything_it_started() {
+    let (node, original, mut command, pids) = node_with_fault("rename-hostname-setting:hang");
+    let before = snapshot(&node.datastore_dir());
+    let output = output_within(command.args(["--migration-timeout", "5"]), HANG_BOUND);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "Error: Migration 'migrate_v1.2.0_rename-hostname-setting' did not finish within 5 s (the migration timeout, --migration-timeout)"
+        ) && err.contains("hangs on purpose"),
+        "{err}"
+    );
+    assert_eq!(
+        node.markers(),
+        [
+            "add-motd-default.forward",
+            "rename-hostname-setting.forward"
+        ]
+        .map(String::from)
+        .into()
+    );
+    // The partial copy and the first migration's intermediate are gone; the chain is as it was.
+    assert_untouched(&node, &original, &before);
+    // Nothing the migration started is left running: not it, not its child.
+    let recorded = recorded_pids(&pids);
+    assert!(
+        recorded.iter().any(|(role, _)| role == "child"),
+        "{recorded:?}"
+    );
+    for (role, pid) in &recorded {
+        assert!(!is_running(*pid), "the migration's {role} {pid} survived");
+    }
+    assert_eq!(
+        running_with_env(&pids.display().to_string()),
+        Vec::<u32>::new()
+    );
+
+    // Without the fault the same node migrates.
+    let output = output_within(&mut node.migrator(), HANG_BOUND);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(node.current_version(), "1.2.0");
+}
+
+#[test]
+fn a_migration_leaving_a_child_holding_its_pipes_succeeds_and_the_child_is_killed() {
+    // The migration did its work and exited 0: its result is used; the stray child dies with
+    // the migration's process group instead of holding migrator (and the boot) on its pipes.
+    let (node, _original, mut command, pids) =
+        node_with_fault("add-motd-default:fork-holding-pipes");
+    let output = output_within(&mut command, HANG_BOUND);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("leaves a child holding its pipes"), "{err}");
+    assert_eq!(node.current_version(), "1.2.0");
+    let recorded = recorded_pids(&pids);
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|(role, _)| role.as_str())
+            .collect::<Vec<_>>(),
+        ["migration", "child"]
+    );
+    for (role, pid) in &recorded {
+        assert!(!is_running(*pid), "the migration's {role} {pid} survived");
+    }
+    assert_eq!(
+        running_with_env(&pids.display().to_string()),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn a_child_that_left_the_migrations_group_cannot_hold_migrator_on_the_pipes() {
+    // A child in a process group of its own is out of reach of the group kill (documented); it
+    // still holds the migration's stdout and stderr, and migrator must not wait for it.
+    let (node, _original, mut command, pids) =
+        node_with_fault("add-motd-default:escape-holding-pipes");
+    let output = output_within(&mut command, HANG_BOUND);
+    let escaped: Vec<u32> = recorded_pids(&pids)
+        .into_iter()
+        .filter(|(role, _)| role == "child")
+        .map(|(_, pid)| pid)
+        .collect();
+    for pid in &escaped {
+        if is_running(*pid) {
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(*pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+        }
+    }
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("leaves a child in a group of its own"),
+        "{err}"
+    );
+    assert_eq!(escaped.len(), 1);
+    assert_eq!(node.current_version(), "1.2.0");
+}

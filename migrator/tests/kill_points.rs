@@ -1,6 +1,8 @@
-//! migrator SIGKILLed at every step (`MIGRATOR_KILL_AT`): `current` always resolves to a complete
-//! datastore, the old one or the fully migrated one, never a partial one (I3); the source is never
-//! changed; a rerun completes and leaves exactly the current and previous datastores.
+//! migrator SIGKILLed at every step (`MIGRATOR_KILL_AT`, obeyed by the test build's
+//! `migrator-kill-points`): `current` always resolves to a complete datastore, the old one or the
+//! fully migrated one, never a partial one (I3); the source is never changed; a rerun completes
+//! and leaves exactly the current and previous datastores. And the released `migrator` obeys no
+//! such hook.
 
 mod support;
 
@@ -70,7 +72,7 @@ fn killed_at_every_step_current_stays_complete_and_a_rerun_completes() {
         let (node, original_dir) = node();
         let original = tree(&original_dir);
         let output = node
-            .migrator()
+            .migrator_with_kill_points()
             .env("MIGRATOR_KILL_AT", step)
             .output()
             .unwrap();
@@ -130,5 +132,29 @@ fn the_documented_steps_are_the_ones_a_run_passes() {
             STEPS.contains(&concrete.as_str()),
             "{step} is not exercised"
         );
+    }
+}
+
+#[test]
+fn the_released_migrator_ignores_migrator_kill_at() {
+    // `migrator` is built from the same library in every build; its main passes no kill points,
+    // so the variable changes nothing (the feature only adds the other binary). A step before,
+    // during and after the migrations (the one where the switch happens).
+    let (reference, _) = node();
+    let output = reference.run_migrator();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let migrated = reference.current_tree();
+    for step in ["locked", "migration-started-1", "flip-major"] {
+        let (node, _) = node();
+        let output = node
+            .migrator()
+            .env("MIGRATOR_KILL_AT", step)
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert!(output.status.success(), "{step}: {:?} {err}", output.status);
+        assert!(!err.contains("MIGRATOR_KILL_AT"), "{step}: {err}");
+        assert_eq!(node.current_version(), "1.2.0", "{step}");
+        assert_eq!(node.current_tree(), migrated, "{step}");
     }
 }

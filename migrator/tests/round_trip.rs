@@ -219,32 +219,34 @@ fn an_explicit_version_replaces_os_release() {
 #[test]
 fn usage_errors_exit_2() {
     let node = Node::new(step("1.2.0"), "1.2.0");
-    for args in [
+    let paths = [
+        "--datastore-path",
+        "/x",
+        "--migration-directory",
+        "/x",
+        "--root-path",
+        "/x",
+        "--metadata-directory",
+        "/x",
+    ];
+    let with_paths = |rest: &[&'static str]| [&paths[..], rest].concat();
+    let mut cases = vec![
         vec!["--datastore-path", "/nonexistent"],
         vec!["--no-color"],
-        vec![
-            "--datastore-path",
-            "/x",
-            "--migration-directory",
-            "/x",
-            "--root-path",
-            "/x",
-            "--metadata-directory",
-            "/x",
+        with_paths(&["--migrate-to-version", "not-a-version"]),
+        // No target version.
+        with_paths(&[]),
+    ];
+    // A migration timeout is a whole number of seconds, at least 1.
+    for timeout in ["0", "-1", "soon", ""] {
+        cases.push(with_paths(&[
             "--migrate-to-version",
-            "not-a-version",
-        ],
-        vec![
-            "--datastore-path",
-            "/x",
-            "--migration-directory",
-            "/x",
-            "--root-path",
-            "/x",
-            "--metadata-directory",
-            "/x",
-        ],
-    ] {
+            "1.0.0",
+            "--migration-timeout",
+            timeout,
+        ]));
+    }
+    for args in cases {
         let output = std::process::Command::new(MIGRATOR)
             .args(&args)
             .output()

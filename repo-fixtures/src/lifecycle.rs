@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The fixture migrations' binaries (built from `migrator/src/bin/`) and the target names the chain signs them as.
+/// The fixture migrations' binaries (built from `migrator/src/bin/` with migrator's `test-hooks` feature, as every
+/// test build of migrator has it) and the target names the chain signs them as.
 pub const MIGRATION_BINARIES: [(&str, &str); 2] = [
     (
         "fixture-add-motd-default",
@@ -75,14 +76,23 @@ impl Binaries {
     }
 
     /// Builds updog, migrator and the fixture migrations with cargo (the same profile as this program, into the
-    /// target directory this program runs from) and returns them.
+    /// target directory this program runs from) and returns them. The fixture migrations are migrator's test-only
+    /// binaries, behind its `test-hooks` feature; the `migrator` binary is the released one either way.
     pub fn build() -> Result<Self, LifecycleError> {
         let exe = std::env::current_exe().context(CurrentExeSnafu)?;
         let dir = exe.parent().context(NoExeDirSnafu)?.to_owned();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(&cargo);
         command.args([
-            "build", "--quiet", "-p", "updog", "-p", "migrator", "--bins",
+            "build",
+            "--quiet",
+            "-p",
+            "updog",
+            "-p",
+            "migrator",
+            "--bins",
+            "--features",
+            "migrator/test-hooks",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
@@ -395,7 +405,7 @@ pub enum LifecycleError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[snafu(display("Missing binaries in {}: {missing} (build them: cargo build -p updog -p migrator --bins)", dir.display()))]
+    #[snafu(display("Missing binaries in {}: {missing} (build them: cargo build -p updog -p migrator --bins --features migrator/test-hooks)", dir.display()))]
     MissingBinaries { dir: PathBuf, missing: String },
     #[snafu(display("Cannot tell where this program runs from: {source}"))]
     CurrentExe { source: std::io::Error },

@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub const MIGRATOR: &str = env!("CARGO_BIN_EXE_migrator");
+/// The same command with the crash-test hook (`MIGRATOR_KILL_AT`) on; test builds only.
+pub const MIGRATOR_KILL_POINTS: &str = env!("CARGO_BIN_EXE_migrator-kill-points");
 pub const ADD_MOTD: &str = "migrate_v1.1.0_add-motd-default.lz4";
 pub const RENAME_HOSTNAME: &str = "migrate_v1.2.0_rename-hostname-setting.lz4";
 
@@ -164,7 +166,16 @@ impl Node {
 
     /// The migrator command with the service's arguments, `--sysroot` this node.
     pub fn migrator(&self) -> Command {
-        let mut command = Command::new(MIGRATOR);
+        self.migrator_command(MIGRATOR)
+    }
+
+    /// [`Node::migrator`], run by `migrator-kill-points` (which obeys `MIGRATOR_KILL_AT`).
+    pub fn migrator_with_kill_points(&self) -> Command {
+        self.migrator_command(MIGRATOR_KILL_POINTS)
+    }
+
+    fn migrator_command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
         command
             .arg("--datastore-path")
             .arg(self.datastore_dir().join("current"))
@@ -183,7 +194,8 @@ impl Node {
             .env("TMPDIR", self.tmp_dir())
             .env_remove("MIGRATOR_KILL_AT")
             .env_remove("FIXTURE_MIGRATION_FAULT")
-            .env_remove("FIXTURE_MIGRATION_PROBE");
+            .env_remove("FIXTURE_MIGRATION_PROBE")
+            .env_remove("FIXTURE_MIGRATION_PIDS");
         command
     }
 
@@ -275,6 +287,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
             } else if meta.is_dir() {
                 out.insert(rel, ("dir".into(), mode, Vec::new()));
                 walk(root, &path, out);
+            } else if !meta.is_file() {
+                // A FIFO or socket: never read (a FIFO would block).
+                out.insert(rel, ("special".into(), mode, Vec::new()));
             } else {
                 out.insert(rel, ("file".into(), mode, std::fs::read(&path).unwrap()));
             }
@@ -379,6 +394,66 @@ impl Contents {
             }
         }
     }
+}
+
+/// Runs `command` to its end, failing the test (after SIGKILLing it) if it has not finished
+/// within `limit`: a bound on a hang, not a measure of speed.
+pub fn output_within(command: &mut Command, limit: std::time::Duration) -> Output {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+            panic!("{command:?} hung: not finished after {limit:?}");
+        }
+    }
+}
+
+/// The `<role> <pid>` lines a fixture migration wrote to its `FIXTURE_MIGRATION_PIDS` file.
+pub fn recorded_pids(file: &Path) -> Vec<(String, u32)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let (role, pid) = line.split_once(' ').unwrap();
+            (role.to_string(), pid.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Whether a process is running (exists and is not a zombie).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .next();
+        !matches!(state, Some("Z" | "X" | "x"))
+    })
+}
+
+/// The running processes whose environment contains `needle` (every process a test's migrator
+/// started inherits the test's unique variables).
+pub fn running_with_env(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                && is_running(*pid)
+        })
+        .collect()
 }
 
 pub fn stderr(output: &Output) -> String {
