@@ -593,11 +593,7 @@ type VisitKeyFile<'a> = dyn FnMut(&[String], &str, &Path) -> Result<()> + 'a;
 /// a socket, a non-UTF-8 name or a name that is not percent-encoded as a key is, is an error
 /// naming the entry. Skipping it would drop a setting silently when a migration copies the
 /// datastore (and would make reading a FIFO block).
-fn walk(
-    dir: &Path,
-    segments: &mut Vec<String>,
-    visit: &mut VisitKeyFile<'_>,
-) -> Result<()> {
+fn walk(dir: &Path, segments: &mut Vec<String>, visit: &mut VisitKeyFile<'_>) -> Result<()> {
     let entries = fs::read_dir(dir).context(error::ListSnafu { path: dir })?;
     for entry in entries {
         let entry = entry.context(error::ListSnafu { path: dir })?;

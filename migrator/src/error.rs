@@ -51,19 +51,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[snafu(display("Failed to open datastore directory {} to lock it: {source}", path.display()))]
-    LockOpen {
+    #[snafu(display("Failed to lock datastore directory {} against other writers (migrator, settings commits): {source}", path.display()))]
+    Lock {
         path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[snafu(display("Datastore directory {} is locked by another migrator ({holder}); not running a second one", path.display()))]
-    Locked { path: PathBuf, holder: String },
-
-    #[snafu(display("Failed to lock datastore directory {}: {source}", path.display()))]
-    LockFailed {
-        path: PathBuf,
-        source: std::io::Error,
+        source: nodeio::LockError,
     },
 
     #[snafu(display("Failed to read os-release {}: {source}", path.display()))]

@@ -20,7 +20,11 @@ fn a_second_migrator_fails_fast_naming_the_holder() {
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let err = stderr(&output);
-    assert!(err.contains("locked by another migrator"), "{err}");
+    assert!(
+        err.contains("against other writers (migrator, settings commits)"),
+        "{err}"
+    );
+    assert!(err.contains("is in use: pid"), "{err}");
     assert!(
         err.contains(&format!("pid {}", std::process::id())),
         "{err}"

@@ -61,6 +61,26 @@ pub fn choose(table: &GPT) -> Option<BootPick> {
     })
 }
 
+/// The BOOT entries and their bits, in table order, for messages: `partition 2 (BOOT-A): priority=1 ...; ...`.
+pub fn describe(table: &GPT) -> String {
+    let entries: Vec<String> = table
+        .iter()
+        .filter(|(_, entry)| entry.partition_type_guid == BOTTLEROCKET_BOOT.disk_bytes())
+        .map(|(number, entry)| {
+            format!(
+                "partition {number} ({}): {}",
+                entry.partition_name.as_str(),
+                GptPrio::from(entry.attribute_bits)
+            )
+        })
+        .collect();
+    if entries.is_empty() {
+        "no BOOT partitions".into()
+    } else {
+        entries.join("; ")
+    }
+}
+
 /// Applies the rule to `table` in memory: picks, and spends a try of the pick. The caller writes the table when
 /// [`BootPick::spent_a_try`].
 pub fn apply(table: &mut GPT) -> Option<BootPick> {

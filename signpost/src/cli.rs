@@ -74,46 +74,43 @@ impl Cli {
 
 /// Runs a parsed command; output goes to `stdout`.
 pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<(), Error> {
-    let mut state = State::load(&cli.location())?;
-    match &cli.command {
-        Command::Status(args) if args.json => {
-            let json = serde_json::to_string_pretty(&state.status())
-                .context(error::SerializeStatusSnafu)?;
-            writeln!(stdout, "{json}").context(error::OutputSnafu)?;
-        }
-        Command::Status(_) => writeln!(stdout, "{state}").context(error::OutputSnafu)?,
-        Command::MarkSuccessfulBoot => {
-            state.mark_successful_boot();
-            state.write()?;
-        }
-        Command::ClearInactive => {
-            state.clear_inactive()?;
-            state.write()?;
-        }
-        Command::MarkInactiveValid => {
-            state.mark_inactive_valid()?;
-            state.write()?;
-        }
-        Command::UpgradeToInactive => {
-            state.upgrade_to_inactive()?;
-            state.write()?;
-        }
-        Command::CancelUpgrade => {
-            state.cancel_upgrade()?;
-            state.write()?;
-        }
-        Command::RollbackToInactive => {
-            state.rollback_to_inactive()?;
-            state.write()?;
-        }
-        Command::HasBootEverSucceeded => {
-            if state.has_boot_succeeded() {
-                writeln!(stdout, "true").context(error::OutputSnafu)?;
+    let location = cli.location();
+    let Some(change) = table_change(&cli.command) else {
+        let state = State::load(&location)?;
+        return match &cli.command {
+            Command::Status(args) if args.json => {
+                let json = serde_json::to_string_pretty(&state.status())
+                    .context(error::SerializeStatusSnafu)?;
+                writeln!(stdout, "{json}").context(error::OutputSnafu)
             }
-        }
-        Command::RewriteTable => state.write()?,
-    }
-    Ok(())
+            Command::HasBootEverSucceeded if !state.has_boot_succeeded() => Ok(()),
+            Command::HasBootEverSucceeded => writeln!(stdout, "true").context(error::OutputSnafu),
+            _ => writeln!(stdout, "{state}").context(error::OutputSnafu),
+        };
+    };
+    // A command that writes the table holds the disk's lock from before the table is read until it is written,
+    // so it never acts on a state another writer (updog streaming into a set) is about to change.
+    let lock = location.lock_disk()?;
+    let mut state = State::load(&location)?;
+    change(&mut state)?;
+    state.write(&lock)
+}
+
+/// What a command changes in the table before writing it; none for the commands that only read.
+fn table_change(command: &Command) -> Option<fn(&mut State) -> Result<(), Error>> {
+    Some(match command {
+        Command::Status(_) | Command::HasBootEverSucceeded => return None,
+        Command::MarkSuccessfulBoot => |state| {
+            state.mark_successful_boot();
+            Ok(())
+        },
+        Command::ClearInactive => State::clear_inactive,
+        Command::MarkInactiveValid => State::mark_inactive_valid,
+        Command::UpgradeToInactive => State::upgrade_to_inactive,
+        Command::CancelUpgrade => State::cancel_upgrade,
+        Command::RollbackToInactive => State::rollback_to_inactive,
+        Command::RewriteTable => |_| Ok(()),
+    })
 }
 
 /// The whole program: parse `args` (the first is the program name), run, report; returns the exit code.

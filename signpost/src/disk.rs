@@ -22,6 +22,28 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+/// The exclusive lock of one OS disk (invariant I6), held by every writer of the disk for the whole of its work:
+/// updog's update commands (from before `clear-inactive` to after `mark-inactive-valid`), signpost's mutating
+/// commands, the API. Keyed by the disk itself (its device number, or an image file's inode), not by the path or
+/// sysroot naming it, so two sysroots naming one disk exclude each other. Functions that write the disk take it as
+/// a proof token ([`crate::State::write`]). Released on drop.
+#[derive(Debug)]
+pub struct DiskLock {
+    lock: nodeio::Lock,
+}
+
+impl DiskLock {
+    /// Whether this is the lock of `disk`.
+    pub fn covers(&self, disk: &OsDisk) -> bool {
+        self.lock.is_disk_lock_for(&disk.path)
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        self.lock.path()
+    }
+}
+
 /// What the OS disk is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -84,6 +106,12 @@ impl OsDisk {
             what: "reading",
         })?;
         read_table(&mut file, &self.path)
+    }
+
+    /// Takes this disk's exclusive lock (see [`DiskLock`]), or fails at once naming the holder.
+    pub fn lock(&self) -> Result<DiskLock, Error> {
+        let lock = nodeio::Lock::disk(&self.path).context(error::LockSnafu)?;
+        Ok(DiskLock { lock })
     }
 
     /// Writes both copies of `table`, each flushed before the next, and checks them (see [`crate::table`]).
@@ -200,6 +228,11 @@ impl Location {
     }
 
     /// `<sysroot>/proc/cmdline`: the kernel command line the node booted with.
+    /// Finds the OS disk and takes its lock ([`DiskLock`]).
+    pub fn lock_disk(&self) -> Result<DiskLock, Error> {
+        self.os_disk()?.lock()
+    }
+
     pub fn cmdline_path(&self) -> PathBuf {
         self.resolve("/proc/cmdline")
     }

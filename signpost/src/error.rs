@@ -62,6 +62,28 @@ pub enum Error {
         source: gptman::Error,
     },
 
+    #[snafu(display(
+        "Refusing to write the partition table of {}: afterwards no set would boot ({boot_entries}). The table is unchanged.",
+        path.display()
+    ))]
+    WouldBeUnbootable { path: PathBuf, boot_entries: String },
+
+    #[snafu(display(
+        "The running set {set} ({partition}: {flags}) has not been marked successful: the other set is the only fallback, so it may not be {action}. Mark this boot successful (signpost mark-successful-boot) once the node is healthy, or reboot to fall back."
+    ))]
+    ActiveNotConfirmed {
+        set: SetSelect,
+        partition: String,
+        flags: GptPrio,
+        action: &'static str,
+    },
+
+    #[snafu(display("{source}"))]
+    Lock { source: nodeio::LockError },
+
+    #[snafu(display("The lock held for {} does not cover OS disk {}; take the disk's own lock before writing it", lock.display(), disk.display()))]
+    WrongLock { lock: PathBuf, disk: PathBuf },
+
     #[snafu(display("Failed to write GPT onto device {}: {source}", path.display()))]
     WriteTable {
         path: PathBuf,

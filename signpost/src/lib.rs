@@ -15,14 +15,17 @@
 //! ```no_run
 //! use signpost::{Location, State};
 //! // What an updater does: find the disk and the set that is not running, then write there.
-//! let mut state = State::load(&Location::new("/"))?;
+//! let location = Location::new("/");
+//! // One writer per disk: held until the set is marked valid.
+//! let lock = location.lock_disk()?;
+//! let mut state = State::load(&location)?;
 //! state.clear_inactive()?;
-//! state.write()?;
+//! state.write(&lock)?;
 //! let inactive = state.inactive_set().expect("a dual-set disk");
 //! let mut root = inactive.root.open_write()?;
 //! // ... write the image into `root`, root.sync_all()?, read it back ...
 //! state.mark_inactive_valid()?;
-//! state.write()?;
+//! state.write(&lock)?;
 //! # Ok::<(), signpost::Error>(())
 //! ```
 
@@ -39,7 +42,7 @@ pub mod state;
 pub mod sysfs;
 pub mod table;
 
-pub use disk::{DiskKind, Location, OsDisk};
+pub use disk::{DiskKind, DiskLock, Location, OsDisk};
 pub use error::Error;
 pub use gptprio::GptPrio;
 pub use guid::Guid;

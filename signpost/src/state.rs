@@ -10,7 +10,7 @@
 
 use crate::boot_rule;
 use crate::cmdline::{self, PartitionRef};
-use crate::disk::{DiskKind, Location, OsDisk};
+use crate::disk::{DiskKind, DiskLock, Location, OsDisk};
 use crate::error::{self, Error};
 use crate::gptprio::GptPrio;
 use crate::guid::{
@@ -218,8 +218,12 @@ impl State {
     }
 
     /// Clears the inactive set's priority, tries and successful bits before images are written to it; in memory.
+    ///
+    /// Refused while the running set has not been marked successful (an upgrade's trial boot): then the inactive
+    /// set is the fallback the bootloader returns to, and clearing it would leave nothing to fall back to.
     pub fn clear_inactive(&mut self) -> Result<(), Error> {
         let inactive = self.require_inactive()?;
+        self.require_confirmed_boot("cleared for an update")?;
         self.update(inactive, |flags| {
             flags.set_priority(0);
             flags.set_tries_left(0);
@@ -264,8 +268,18 @@ impl State {
 
     /// Undoes `upgrade-to-inactive`: the inactive set's priority 0, the active set's 2. The tries are kept (a
     /// valid image stays valid, so the upgrade can be re-applied: upstream #949). In memory.
+    ///
+    /// On an unconfirmed boot (the running set is the upgrade on trial, not yet marked successful) the upgrade to
+    /// cancel is the running set itself: the previous set, if it can boot, gets priority 2 and the running set 1,
+    /// so the next boot returns to the previous set. (Upstream's cancel there leaves no set bootable.)
     pub fn cancel_upgrade(&mut self) -> Result<(), Error> {
         let inactive = self.require_inactive()?;
+        let active = self.active();
+        if !self.flags(active).successful() && self.flags(inactive).will_boot() {
+            self.update(inactive, |flags| flags.set_priority(PRIORITY_NEXT));
+            self.update(active, |flags| flags.set_priority(PRIORITY_FALLBACK));
+            return Ok(());
+        }
         self.update(inactive, |flags| flags.set_priority(0));
         self.update(self.active(), |flags| flags.set_priority(PRIORITY_NEXT));
         Ok(())
@@ -288,9 +302,38 @@ impl State {
         Ok(())
     }
 
-    /// Writes the table to the OS disk: both copies, each flushed, read back and checked.
-    pub fn write(&mut self) -> Result<(), Error> {
+    /// Writes the table to the OS disk: both copies, each flushed, read back and checked; refused when no set would
+    /// boot afterwards (see [`crate::table::write_table`]). `lock` must be this disk's lock, taken before the state
+    /// was loaded.
+    pub fn write(&mut self, lock: &DiskLock) -> Result<(), Error> {
+        ensure!(
+            lock.covers(&self.disk),
+            error::WrongLockSnafu {
+                lock: lock.path(),
+                disk: self.disk.path(),
+            }
+        );
         self.disk.write_table(&mut self.table)
+    }
+
+    /// Whether the running set has been marked successful (false during an upgrade's trial boot).
+    pub fn is_boot_confirmed(&self) -> bool {
+        self.flags(self.active()).successful()
+    }
+
+    /// Refuses `action` on the inactive set while the running set is on trial.
+    pub fn require_confirmed_boot(&self, action: &'static str) -> Result<(), Error> {
+        let active = self.active();
+        ensure!(
+            self.is_boot_confirmed(),
+            error::ActiveNotConfirmedSnafu {
+                set: active,
+                partition: self.set(active).boot.to_string(),
+                flags: self.flags(active),
+                action,
+            }
+        );
+        Ok(())
     }
 
     /// Everything `status` reports, for `--json`.
@@ -666,6 +709,7 @@ mod tests {
         let mut state = fixture.load().unwrap();
         state.mark_inactive_valid().unwrap();
         assert_eq!(state.gptprio(SetSelect::B).unwrap().tries_left(), 1);
+        let lock = state.os_disk().lock().unwrap();
         assert_eq!(
             fixture
                 .load()
@@ -675,7 +719,7 @@ mod tests {
                 .tries_left(),
             0
         );
-        state.write().unwrap();
+        state.write(&lock).unwrap();
         assert_eq!(
             fixture
                 .load()

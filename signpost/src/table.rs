@@ -16,6 +16,7 @@
 //! primary holds the new one. gptman's own `write_into` writes both copies with no flush between them, which on a
 //! write-back cache could leave both torn.
 
+use crate::boot_rule;
 use crate::error::{self, Error};
 use gptman::{GPT, GPTHeader, GPTPartitionEntry};
 use snafu::{ResultExt, ensure};
@@ -48,7 +49,18 @@ pub fn loaded_from(table: &GPT) -> TableCopy {
 
 /// Writes both copies of `table` to `file`, one at a time with an `fsync` after each, then reads both back and
 /// checks them. `path` names the file in errors.
+///
+/// The bootability guard (invariant I7) runs first: a table on which the bootloader rule ([`boot_rule::choose`])
+/// would pick no set is refused before a byte is written. This is the one function that writes GPT state, so no
+/// command, present or future, can leave the disk with nothing to boot.
 pub fn write_table(file: &mut File, path: &Path, table: &mut GPT) -> Result<(), Error> {
+    ensure!(
+        boot_rule::choose(table).is_some(),
+        error::WouldBeUnbootableSnafu {
+            path,
+            boot_entries: boot_rule::describe(table),
+        }
+    );
     write_copies(file, path, table, Copies::Both)?;
     verify_table(file, path, table)
 }
@@ -210,7 +222,10 @@ mod tests {
     const SECTOR: u64 = 512;
     const DISK_SECTORS: u64 = 8192;
 
-    /// A 4 MiB image file with a GPT of two BOOT partitions; the first has `bits`.
+    /// The second BOOT partition's bits in [`disk_with`]: priority 1, successful, so every table here boots.
+    const FALLBACK_BITS: u64 = (1 << 48) | (1 << 56);
+
+    /// A 4 MiB image file with a GPT of two BOOT partitions; the first has `bits`, the second boots.
     fn disk_with(bits: u64) -> (tempfile::NamedTempFile, GPT) {
         let file = tempfile::NamedTempFile::new().unwrap();
         file.as_file().set_len(DISK_SECTORS * SECTOR).unwrap();
@@ -222,7 +237,7 @@ mod tests {
                 unique_partition_guid: Guid::from_disk_bytes([n as u8; 16]).disk_bytes(),
                 starting_lba: start,
                 ending_lba: start + 1023,
-                attribute_bits: if n == 1 { bits } else { 0 },
+                attribute_bits: if n == 1 { bits } else { FALLBACK_BITS },
                 partition_name: format!("BOOT-{n}").as_str().into(),
             };
         }
@@ -238,6 +253,26 @@ mod tests {
     fn first_bits(file: &mut File) -> (u64, TableCopy) {
         let table = read_table(file, Path::new("disk")).unwrap();
         (table[1].attribute_bits, loaded_from(&table))
+    }
+
+    #[test]
+    fn a_table_on_which_nothing_would_boot_is_refused_and_the_disk_unchanged() {
+        let (file, mut table) = disk_with(1 << 48);
+        let before = std::fs::read(file.path()).unwrap();
+        // Priority without tries or success on both: the bootloader would find nothing.
+        table[2].attribute_bits = 1 << 48;
+        let path = file.path().to_path_buf();
+        let err = write_table(&mut file.reopen().unwrap(), &path, &mut table).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Refusing to write the partition table of {}: afterwards no set would boot (partition 1 (BOOT-1): \
+                 priority=1 tries_left=0 successful=false; partition 2 (BOOT-2): priority=1 tries_left=0 \
+                 successful=false). The table is unchanged.",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read(file.path()).unwrap(), before);
     }
 
     #[test]

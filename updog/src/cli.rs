@@ -26,7 +26,7 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Resolve every node path (/etc/updog.toml, /usr/share/updog/root.json, /usr/lib/os-release,
-    /// /var/lib/updog/tuf, /run/lock/updog.lock) under this directory.
+    /// /var/lib/updog/tuf, /run/lock/abupdate/updog.lock) under this directory.
     #[arg(long, global = true, default_value = "/", value_name = "DIR")]
     pub sysroot: PathBuf,
 
@@ -132,6 +132,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         // when present, for `disk` and `reboot_command`.
         let config = optional_config(&sysroot);
         let location = location(&cli, config.as_ref());
+        let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
         return match cli.command {
             Command::UpdateApply => {
                 let reboot = cli.reboot.then(|| {
@@ -139,9 +140,9 @@ pub fn run(cli: Cli) -> Result<Output> {
                         .as_ref()
                         .map_or_else(config::default_reboot_command, |c| c.reboot_command.clone())
                 });
-                update::update_apply(&location, reboot.as_deref())
+                update::update_apply(&location, reboot.as_deref(), &disk_lock)
             }
-            _ => update::update_revert(&location),
+            _ => update::update_revert(&location, &disk_lock),
         };
     }
 
@@ -174,6 +175,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Update | Command::UpdateImage => {
             let apply = cli.command == Command::Update;
             let location = location(&cli, Some(&node.config));
+            let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
             let options = UpdateOptions {
                 selection,
                 apply,
@@ -186,7 +188,7 @@ pub fn run(cli: Cli) -> Result<Output> {
                 &options,
                 chrono::Utc::now(),
                 sink.as_ref(),
-                &lock,
+                (&lock, &disk_lock),
             ))
         }
         Command::UpdateApply | Command::UpdateRevert => unreachable!("handled above"),

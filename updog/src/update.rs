@@ -3,13 +3,16 @@
 //!
 //! update-image, in upstream's order and crash-safe at every step (DESIGN.md I1, I2, I4):
 //!
+//! 0. the OS disk's lock ([`DiskLock`]) is held from before the table is first read to the end, so no other
+//!    writer (signpost, another updog under another sysroot) changes the table or the set meanwhile;
 //! 1. load the repository (the node's persisted trust, expiry enforced) through [`ResumingTransport`] and choose
 //!    the update as check-update does;
 //! 2. cache the migrations between the running and the new version, manifest.json, and the metadata (with the
 //!    root chain) into `/var/lib/bottlerocket-migrations` and `/var/cache/bottlerocket-metadata`, TUF-verified,
 //!    for migrator, which runs offline at boot; flushed to disk;
 //! 3. `clear-inactive`, written to disk (flushed) before the first byte of an image: from here on the inactive set
-//!    does not boot until step 5;
+//!    does not boot until step 5 (refused, before anything is fetched, while the running set is on trial: the
+//!    inactive set is then the only fallback);
 //! 4. ROOT, BOOT, HASH in turn: streamed from the repository (tough checks length and sha256) through the lz4
 //!    decoder into the inactive partition ([`crate::write`]), flushed, read back and compared with the sha256
 //!    computed while writing;
@@ -31,7 +34,7 @@ use crate::tuf::TufError;
 use crate::write::{ImageWriter, WrittenImage};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use signpost::{Location, PartitionSet, PartitionTarget, State};
+use signpost::{DiskLock, Location, PartitionSet, PartitionTarget, State};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::io::Write;
 use std::path::Path;
@@ -94,8 +97,13 @@ pub async fn update_image(
     options: &UpdateOptions,
     now: DateTime<Utc>,
     progress: &dyn ProgressSink,
-    _lock: &UpdogLock,
+    locks: (&UpdogLock, &DiskLock),
 ) -> Result<Output> {
+    let (_, disk_lock) = locks;
+    // Before anything is fetched: on an upgrade's trial boot the inactive set is the node's only fallback.
+    State::load(location)
+        .and_then(|state| state.require_confirmed_boot("overwritten by an update"))
+        .context(error::DiskSnafu)?;
     let params = node.query_params();
     let transport = ResumingTransport::new(params.clone(), node.config.fetch.clone())
         .context(error::TransportSnafu)?;
@@ -118,7 +126,7 @@ pub async fn update_image(
 
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.clear_inactive().context(error::DiskSnafu)?;
-    state.write().context(error::DiskSnafu)?;
+    state.write(disk_lock).context(error::DiskSnafu)?;
     let inactive = state
         .inactive_set()
         .cloned()
@@ -165,11 +173,11 @@ pub async fn update_image(
         }
     );
     state.mark_inactive_valid().context(error::DiskSnafu)?;
-    state.write().context(error::DiskSnafu)?;
+    state.write(disk_lock).context(error::DiskSnafu)?;
 
     if options.apply {
         state.upgrade_to_inactive().context(error::DiskSnafu)?;
-        state.write().context(error::DiskSnafu)?;
+        state.write(disk_lock).context(error::DiskSnafu)?;
         if let Some(command) = &options.reboot {
             reboot(command)?;
         }
@@ -187,10 +195,14 @@ pub async fn update_image(
 
 /// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next), then with `reboot` the reboot
 /// command.
-pub fn update_apply(location: &Location, reboot_command: Option<&[String]>) -> Result<Output> {
+pub fn update_apply(
+    location: &Location,
+    reboot_command: Option<&[String]>,
+    disk_lock: &DiskLock,
+) -> Result<Output> {
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.upgrade_to_inactive().context(error::DiskSnafu)?;
-    state.write().context(error::DiskSnafu)?;
+    state.write(disk_lock).context(error::DiskSnafu)?;
     if let Some(command) = reboot_command {
         reboot(command)?;
     }
@@ -198,11 +210,12 @@ pub fn update_apply(location: &Location, reboot_command: Option<&[String]>) -> R
 }
 
 /// `update-revert`: signpost's `cancel-upgrade` (the running set boots next again; the written set keeps its
-/// try, so `update-apply` can be run again).
-pub fn update_revert(location: &Location) -> Result<Output> {
+/// try, so `update-apply` can be run again). On an upgrade's trial boot it returns to the previous set instead
+/// (see [`State::cancel_upgrade`]).
+pub fn update_revert(location: &Location, disk_lock: &DiskLock) -> Result<Output> {
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.cancel_upgrade().context(error::DiskSnafu)?;
-    state.write().context(error::DiskSnafu)?;
+    state.write(disk_lock).context(error::DiskSnafu)?;
     Ok(Output::default())
 }
 
