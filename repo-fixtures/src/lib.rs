@@ -18,6 +18,7 @@
 //! - [`node`]: the simulated node (sysroot + disk) and its boot (the bootloader rule, `proc/cmdline`).
 
 pub mod attacks;
+pub mod boot_states;
 pub mod chain;
 pub mod cli;
 pub mod disk;

@@ -359,7 +359,8 @@ impl Node {
         let mut table = disk.read_table().context(DiskSnafu)?;
         let pick = boot_rule::apply(&mut table).context(NoBootableSetSnafu { disk: &self.disk })?;
         if pick.spent_a_try() {
-            disk.write_table(&mut table).context(DiskSnafu)?;
+            // GRUB writes the spent try whatever is left to boot: no bootability guard here.
+            disk.write_table_as_bootloader(&mut table).context(DiskSnafu)?;
         }
         let boot_index = table
             .iter()

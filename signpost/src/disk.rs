@@ -116,15 +116,24 @@ impl OsDisk {
 
     /// Writes both copies of `table`, each flushed before the next, and checks them (see [`crate::table`]).
     pub fn write_table(&self, table: &mut GPT) -> Result<(), Error> {
-        let mut file = OpenOptions::new()
+        write_table(&mut self.open_for_writing()?, &self.path, table)
+    }
+
+    fn open_for_writing(&self) -> Result<fs::File, Error> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .open(&self.path)
             .context(error::OpenDiskSnafu {
                 path: &self.path,
                 what: "writing",
-            })?;
-        write_table(&mut file, &self.path, table)
+            })
+    }
+
+    /// [`OsDisk::write_table`] without the bootability guard, for a simulated bootloader only (see
+    /// [`crate::table::write_table_as_bootloader`]).
+    pub fn write_table_as_bootloader(&self, table: &mut GPT) -> Result<(), Error> {
+        crate::table::write_table_as_bootloader(&mut self.open_for_writing()?, &self.path, table)
     }
 
     /// The partition nodes the kernel has for this disk, by partition number: none for an image file, or for a

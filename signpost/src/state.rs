@@ -708,6 +708,7 @@ mod tests {
         let fixture = Fixture::new(&DUAL, Some(&format!("root=PARTUUID={}", partuuid(2))));
         let mut state = fixture.load().unwrap();
         state.mark_inactive_valid().unwrap();
+        state.upgrade_to_inactive().unwrap();
         assert_eq!(state.gptprio(SetSelect::B).unwrap().tries_left(), 1);
         let lock = state.os_disk().lock().unwrap();
         assert_eq!(
