@@ -47,11 +47,13 @@ pub mod release;
 pub mod updata;
 pub mod waves;
 
-pub use manifest::{Images, Manifest, NewUpdate, Update, UpdateSelector, load_file, write_file};
+pub use manifest::{
+    Images, Manifest, NewUpdate, UnorderedWaves, Update, UpdateSelector, load_file, write_file,
+};
 pub use migration_key::{format_migration_key, parse_migration_key};
 pub use migrations::find_migrations;
 pub use release::Release;
 pub use waves::{
     BUILTIN_POLICIES, BuiltinPolicy, MAX_SEED, PolicyWave, StartAfter, Wave, WavePolicy,
-    builtin_policy, parse_offset, seed_for_percentage, update_ready, update_wave,
+    builtin_policy, parse_offset, ready_at, seed_for_percentage, update_ready, update_wave,
 };
