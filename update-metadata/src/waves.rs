@@ -1170,8 +1170,12 @@ mod tests {
     /// Wave maps upstream's manifest reading accepts: ordered, with equal times, with times
     /// that go backwards, and one that is both.
     fn accepted_wave_maps() -> Vec<BTreeMap<u32, DateTime<Utc>>> {
-        vec![
-            default_schedule(),
+        let mut maps: Vec<BTreeMap<u32, DateTime<Utc>>> = BUILTIN_POLICIES
+            .iter()
+            .map(|builtin| builtin.policy().unwrap().schedule(t0()).unwrap())
+            .collect();
+        maps.extend([
+            BTreeMap::new(),
             // Upstream's own updog test data: two waves at the same time.
             BTreeMap::from([(0, t0()), (2047, t0())]),
             BTreeMap::from([(0, t0()), (20, t0() + secs(3600)), (102, t0() + secs(3600))]),
@@ -1187,7 +1191,8 @@ mod tests {
                 (102, t0()),
                 (1843, t0() - secs(3600)),
             ]),
-        ]
+        ]);
+        maps
     }
 
     #[test]

@@ -511,6 +511,63 @@ fn later_waves_keep_upstreams_absolute_seed_timing() {
     chain.check(300, &[]).assert_offers("aws-dev 1.2.0\n");
 }
 
+#[test]
+fn a_manifest_with_waves_at_one_time_is_read_and_used_as_upstream() {
+    // Upstream's own updog test data has updates whose waves share a start time; its manifest
+    // reading accepts them, and so must a node here (refusing would refuse the whole manifest).
+    let past = Utc::now().trunc_subsecs(0) - hours(1);
+    let future = Utc::now().trunc_subsecs(0) + hours(5);
+    let mut aws = update("aws-dev", ARCH, "1.2.0", "1.2.0");
+    aws.waves = BTreeMap::from([(0, past), (2047, past)]);
+    let mut metal = update("metal-dev", ARCH, "1.2.0", "1.2.0");
+    metal.waves = BTreeMap::from([(0, future), (20, future), (102, future)]);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = support::custom_repo(
+        &dir.path().join("repo"),
+        &manifest(vec![aws, update("aws-dev", ARCH, "1.1.0", "1.2.0"), metal]),
+    );
+    let server = FaultServer::serve(dir.path()).unwrap();
+    let (node, _) = Node::for_repo(&repo, Some(&server.base_url()), "aws-dev", "1.1.0");
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+
+    // Seed 1487 is in the wave (0, 2047], which starts and ends at `past`: offered.
+    let run = node.updog(&["check-update"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "aws-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+    for warning in [
+        format!(
+            "[WARN] updog::check: manifest.json: updates[0] (variant 'aws-dev', arch '{ARCH}', version '1.2.0'): \
+             wave 2047 starts at {}, at the same time as wave 0 at {}",
+            rfc3339(past),
+            rfc3339(past)
+        ),
+        format!(
+            "[WARN] updog::check: manifest.json: updates[2] (variant 'metal-dev', arch '{ARCH}', version \
+             '1.2.0'): wave 20 starts at {}, at the same time as wave 0",
+            rfc3339(future)
+        ),
+    ] {
+        assert!(run.stderr.contains(&warning), "{warning}\n{run:#?}");
+    }
+
+    // A node of the other variant in the last wave (above 102) waits for its start.
+    node.set_release("metal-dev", "1.1.0");
+    node.updog(&["check-update"]).assert_fails_mentioning(&[&format!(
+        "No update available: metal-dev 1.2.0 is in a later wave for this node (seed 1487); it becomes \
+         available at {} (use --now to ignore waves)",
+        rfc3339(future)
+    )]);
+    let run = node.updog(&["check-update", "--now"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "metal-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+}
+
 // ---- attacks, expiry, persisted trust -------------------------------------------------------------
 
 #[test]
