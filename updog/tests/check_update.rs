@@ -916,9 +916,16 @@ fn a_missing_or_malformed_os_release_names_the_file_and_key() {
             "Release file {}: key 'VERSION_ID' must be a semantic version like 1.2.3, found '1.1'",
             release.display()
         )]);
+    // A lost closing quote is refused, not read as the variant `"aws-dev` or `aws-dev`.
+    std::fs::write(&release, "VERSION_ID=1.1.0\nVARIANT_ID=\"aws-dev\n").unwrap();
+    node.updog(&["check-update"]).assert_fails_with(&format!(
+        "os-release file {}, line 2: the value of VARIANT_ID has an unterminated double quote (\"); a value \
+         must close its quotes on its line",
+        release.display()
+    ));
     std::fs::remove_file(&release).unwrap();
     node.updog(&["check-update"]).assert_fails_with(&format!(
-        "Failed to read release file {}: No such file or directory (os error 2)",
+        "Failed to read os-release file {}: No such file or directory (os error 2)",
         release.display()
     ));
 }
