@@ -980,6 +980,31 @@ fn log_level_debug_logs_on_stderr_and_keeps_stdout_clean() {
     quiet.assert_offers("aws-dev 1.2.0\n");
 }
 
+#[test]
+fn log_levels_are_read_in_any_case_and_off_is_accepted_as_upstream() {
+    let server = serve_world();
+    let (node, _) = chain_node(&server, "aws-dev", "1.1.0");
+    let run = node.updog(&["--log-level", "Debug", "check-update"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "aws-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("[DEBUG]"), "{run:#?}");
+    for level in ["off", "OFF", "Warn", "ERROR"] {
+        node.updog(&["check-update", "--log-level", level])
+            .assert_offers("aws-dev 1.2.0\n");
+    }
+    let run = node.updog(&["check-update", "--log-level", "verbose"]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "invalid log level 'verbose' (expected off, error, warn, info, debug or trace, in any case)"
+        ),
+        "{run:#?}"
+    );
+}
+
 /// A stand-in proxy: records the first line of each request, answers 502, closes.
 struct RecordingProxy {
     addr: std::net::SocketAddr,
