@@ -96,6 +96,8 @@ pub fn default_reboot_command() -> Vec<String> {
 }
 
 const URL_EXPECTED: &str = "an absolute URL string (http://, https:// or file://)";
+/// The URL schemes updog fetches from.
+const URL_SCHEMES: [&str; 3] = ["http", "https", "file"];
 const SEED_EXPECTED: &str = "an integer from 0 to 4294967295 (nodes use 0..2048)";
 const LOCK_EXPECTED: &str = "\"latest\" or a version like \"1.2.3\" or \"v1.2.3\"";
 const BOOL_EXPECTED: &str = "true or false";
@@ -261,7 +263,18 @@ impl Keys<'_> {
     fn url(&self, key: &'static str) -> Result<Url, ConfigError> {
         match self.required(key, URL_EXPECTED)? {
             Value::String(s) => {
-                Url::parse(s).map_err(|e| self.invalid(key, URL_EXPECTED, format!("'{s}' ({e})")))
+                let url = Url::parse(s)
+                    .map_err(|e| self.invalid(key, URL_EXPECTED, format!("'{s}' ({e})")))?;
+                // The transport fetches only these; anything else would fail later, at the first fetch, with a
+                // message about the transport rather than the config.
+                if !URL_SCHEMES.contains(&url.scheme()) {
+                    return Err(self.invalid(
+                        key,
+                        URL_EXPECTED,
+                        format!("'{s}' (scheme '{}' is not supported)", url.scheme()),
+                    ));
+                }
+                Ok(url)
             }
             other => Err(self.invalid(key, URL_EXPECTED, other)),
         }
@@ -374,6 +387,43 @@ ignore_waves = false
             message.contains("key 'targets_base_url' must be an absolute URL"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_url_of_another_scheme_is_refused_naming_key_url_and_schemes() {
+        for (key, url) in [
+            ("metadata_base_url", "ftp://updates.example.com/metadata/"),
+            ("targets_base_url", "s3://bucket/targets/"),
+            ("targets_base_url", "mailto:updates@example.com"),
+        ] {
+            let text = GOOD
+                .lines()
+                .map(|line| {
+                    if line.starts_with(key) {
+                        format!("{key} = \"{url}\"")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let message = parse(&text).unwrap_err().to_string();
+            let scheme = url.split(':').next().unwrap();
+            assert_eq!(
+                message,
+                format!(
+                    "Config file /etc/updog.toml: key '{key}' must be an absolute URL string (http://, https:// or \
+                     file://), found '{url}' (scheme '{scheme}' is not supported)"
+                )
+            );
+        }
+        for url in ["http://h/m/", "https://h/m/", "file:///srv/repo/metadata/"] {
+            let text = GOOD.replace(
+                "https://updates.example.com/2020-07-07/aws-dev/x86_64/",
+                url,
+            );
+            assert_eq!(parse(&text).unwrap().metadata_base_url.as_str(), url);
+        }
     }
 
     #[test]

@@ -892,6 +892,14 @@ fn a_missing_or_malformed_config_names_the_file_and_key() {
         toml.display()
     ));
 
+    let ftp = "ftp://updates.example.com/metadata/";
+    std::fs::write(&toml, config.toml().replace(&config.metadata_base_url, ftp)).unwrap();
+    node.updog(&["check-update"]).assert_fails_with(&format!(
+        "Config file {}: key 'metadata_base_url' must be an absolute URL string (http://, https:// or file://), \
+         found '{ftp}' (scheme 'ftp' is not supported)",
+        toml.display()
+    ));
+
     std::fs::write(&toml, config.toml().replace("\"latest\"", "\"1.2\"")).unwrap();
     node.updog(&["check-update"]).assert_fails_with(&format!(
         "Config file {}: key 'version_lock' must be \"latest\" or a version like \"1.2.3\" or \"v1.2.3\", found \"1.2\"",
