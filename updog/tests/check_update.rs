@@ -1083,7 +1083,7 @@ impl RecordingProxy {
     /// Whether, among the requests after the first `since`, one asked to CONNECT to `host:443`.
     fn connected_to(&self, since: usize, host: &str) -> bool {
         let connect = format!("CONNECT {host}:443 HTTP/1.1");
-        self.seen()[since..].iter().any(|line| *line == connect)
+        self.seen()[since..].contains(&connect)
     }
 }
 
