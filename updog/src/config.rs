@@ -211,12 +211,7 @@ impl Config {
                 keys.invalid(
                     "https_proxy",
                     PROXY_EXPECTED,
-                    format!(
-                        "'{}' ({})",
-                        proxy.url,
-                        std::error::Error::source(&e)
-                            .map_or_else(|| e.to_string(), ToString::to_string)
-                    ),
+                    format!("'{}' ({})", proxy.url, innermost_cause(&e)),
                 )
             })?;
         }
@@ -234,6 +229,16 @@ impl Config {
             fetch,
         })
     }
+}
+
+/// The deepest cause of an error: reqwest wraps a bad proxy URL's parse error in a bare
+/// "builder error".
+fn innermost_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// Looks keys up in the table and builds errors that name them.
@@ -514,7 +519,7 @@ ignore_waves = false
         assert!(
             message.starts_with(
                 "Config file /etc/updog.toml: key 'https_proxy' must be a string naming a proxy, like \
-                 \"http://proxy:3128\" or \"proxy:3128\", found 'http://[::1' ("
+                 \"http://proxy:3128\" or \"proxy:3128\", found 'http://[::1' (invalid IPv6 address)"
             ),
             "{message}"
         );
