@@ -5,7 +5,8 @@
 //!   max_version, waves, images) and the migration chain (`"(X, Y)"` keys), with every key
 //!   checked and every error naming the key, update and file;
 //! - [`waves`]: wave policy files, the seed-keyed schedules they produce, and
-//!   [`waves::update_ready`] (with upstream's absolute-seed timing, kept on purpose);
+//!   [`waves::update_ready`] and [`waves::ready_at`], the one place wave timing is computed (with
+//!   upstream's absolute-seed timing, kept on purpose);
 //! - [`migrations`]: [`find_migrations`], the migrations to run between two versions;
 //! - [`release`]: `Release.toml`, the source of the migration chain;
 //! - [`updata`]: the `updata` authoring commands;

@@ -2,7 +2,7 @@
 //! exact field names, key formats and checks of upstream Bottlerocket's `update_metadata`.
 //!
 //! Reading is two-step: serde reads a raw form that keeps map entries in file order (duplicates
-//! included, see [`crate::de`]), then the raw form is checked and converted, so every error can
+//! included, see `de.rs`), then the raw form is checked and converted, so every error can
 //! name the offending key and the update it belongs to.
 
 use crate::atomic;
@@ -494,8 +494,7 @@ mod tests {
     use super::*;
     use chrono::TimeDelta;
 
-    /// The example of the compatibility spec (reference/bottlerocket-behaviour.md §2), with
-    /// the elided wave time filled in.
+    /// The manifest.json example of docs/formats.md (upstream's format).
     const UPSTREAM_EXAMPLE: &str = r#"{"updates":[{"variant":"aws-k8s-1.30","arch":"x86_64","version":"1.26.1","max_version":"1.26.1",
   "waves":{"0":"2024-10-24T20:00:00Z","20":"2024-10-24T23:00:00Z"},
   "images":{"boot":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-boot.ext4.lz4","root":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-root.ext4.lz4","hash":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-root.verity.lz4"}}],
