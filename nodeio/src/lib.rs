@@ -5,9 +5,12 @@
 //! - [`sync`]: fsync a directory or a whole tree.
 //! - [`lock`]: exclusive locks that follow no links, one per OS disk, datastore or state directory, naming their
 //!   holder.
+//! - [`os_release`]: parse `/usr/lib/os-release` (`KEY=VALUE` lines, shell-style quoting), with errors naming the
+//!   file, the line and the problem.
 
 pub mod atomic;
 pub mod lock;
+pub mod os_release;
 pub mod sync;
 
 pub use atomic::{

@@ -29,6 +29,7 @@
 
 use crate::disk::{DiskBuilder, DiskError, FixtureDisk};
 use crate::images::{self, ImageError, OsImages, ROOT_HASH_FILE};
+use nodeio::os_release::{OsRelease, OsReleaseError};
 use signpost::boot_rule::{self, BootPick};
 use signpost::cmdline::boot_partition_args;
 use signpost::guid::BOTTLEROCKET_BOOT;
@@ -102,6 +103,9 @@ pub enum BootError {
 
     #[snafu(display("boot failed: the booted ROOT has no {path}"))]
     RootFile { path: String, source: ImageError },
+
+    #[snafu(display("boot failed: the booted ROOT's os-release is malformed: {source}"))]
+    BadOsRelease { source: OsReleaseError },
 
     #[snafu(display("Failed to write {}", path.display()))]
     WriteCmdline { path: PathBuf, source: io::Error },
@@ -338,13 +342,9 @@ impl Node {
             taken.push(data);
         }
         let os_release = String::from_utf8_lossy(&taken[0]).into_owned();
-        let field = |key: &str| {
-            os_release
-                .lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(|v| v.trim_matches('"').to_string())
-                .unwrap_or_default()
-        };
+        let release = OsRelease::parse(&os_release, Path::new("/usr/lib/os-release"))
+            .context(BadOsReleaseSnafu)?;
+        let field = |key: &str| release.get(key).unwrap_or_default().to_string();
         Ok(BootedRelease {
             version_id: field("VERSION_ID"),
             variant_id: field("VARIANT_ID"),

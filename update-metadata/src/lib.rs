@@ -5,7 +5,8 @@
 //!   max_version, waves, images) and the migration chain (`"(X, Y)"` keys), with every key
 //!   checked and every error naming the key, update and file;
 //! - [`waves`]: wave policy files, the seed-keyed schedules they produce, and
-//!   [`waves::update_ready`] (with upstream's absolute-seed timing, kept on purpose);
+//!   [`waves::update_ready`] and [`waves::ready_at`], the one place wave timing is computed (with
+//!   upstream's absolute-seed timing, kept on purpose);
 //! - [`migrations`]: [`find_migrations`], the migrations to run between two versions;
 //! - [`release`]: `Release.toml`, the source of the migration chain;
 //! - [`updata`]: the `updata` authoring commands;
@@ -47,11 +48,13 @@ pub mod release;
 pub mod updata;
 pub mod waves;
 
-pub use manifest::{Images, Manifest, NewUpdate, Update, UpdateSelector, load_file, write_file};
+pub use manifest::{
+    Images, Manifest, NewUpdate, UnorderedWaves, Update, UpdateSelector, load_file, write_file,
+};
 pub use migration_key::{format_migration_key, parse_migration_key};
 pub use migrations::find_migrations;
 pub use release::Release;
 pub use waves::{
     BUILTIN_POLICIES, BuiltinPolicy, MAX_SEED, PolicyWave, StartAfter, Wave, WavePolicy,
-    builtin_policy, parse_offset, seed_for_percentage, update_ready, update_wave,
+    builtin_policy, parse_offset, ready_at, seed_for_percentage, update_ready, update_wave,
 };

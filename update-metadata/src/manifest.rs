@@ -2,7 +2,7 @@
 //! exact field names, key formats and checks of upstream Bottlerocket's `update_metadata`.
 //!
 //! Reading is two-step: serde reads a raw form that keeps map entries in file order (duplicates
-//! included, see [`crate::de`]), then the raw form is checked and converted, so every error can
+//! included, see `de.rs`), then the raw form is checked and converted, so every error can
 //! name the offending key and the update it belongs to.
 
 use crate::atomic;
@@ -77,19 +77,6 @@ pub enum Error {
         source: chrono::ParseError,
     },
 
-    #[snafu(display(
-        "{update}: wave times must strictly increase with the seed, but wave {next_seed} starts at {}, not after wave {seed} at {}",
-        waves::rfc3339(next_time),
-        waves::rfc3339(time)
-    ))]
-    WavesUnordered {
-        update: String,
-        seed: u32,
-        time: DateTime<Utc>,
-        next_seed: u32,
-        next_time: DateTime<Utc>,
-    },
-
     #[snafu(display("Invalid migrations: {source}"))]
     Migrations { source: migration_key::Error },
 
@@ -135,8 +122,10 @@ pub struct Update {
     pub version: Version,
     /// Hosts above this version are moved back down to the newest update at or below it.
     pub max_version: Version,
-    /// First seed of each wave → the time that wave starts. Times strictly increase with
-    /// the seed. Empty: no waves, everyone may update at once.
+    /// First seed of each wave → the time that wave starts. Times should strictly increase
+    /// with the seed (`updata set-waves` only writes such waves), but, as upstream, a manifest
+    /// whose times do not is read and used: see [`Manifest::unordered_waves`]. Empty: no waves,
+    /// everyone may update at once.
     pub waves: BTreeMap<u32, DateTime<Utc>>,
     pub images: Images,
 }
@@ -181,6 +170,39 @@ impl fmt::Display for UpdateSelector {
             f,
             "variant '{}', arch '{}', version {}",
             self.variant, self.arch, self.version
+        )
+    }
+}
+
+/// Two waves of an update whose start times do not strictly increase with the seed: wave
+/// `next_seed` starts at or before wave `seed`. Accepted (as upstream accepts it) and reported
+/// as a warning; see [`Manifest::unordered_waves`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnorderedWaves {
+    /// The update, named as errors name it: `updates[i] (variant '…', arch '…', version '…')`.
+    pub update: String,
+    pub seed: u32,
+    pub time: DateTime<Utc>,
+    pub next_seed: u32,
+    pub next_time: DateTime<Utc>,
+}
+
+impl fmt::Display for UnorderedWaves {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let order = if self.next_time == self.time {
+            "at the same time as"
+        } else {
+            "before"
+        };
+        write!(
+            f,
+            "{}: wave {} starts at {}, {order} wave {} at {}; wave times should strictly \
+             increase with the seed (the waves are used as upstream uses them)",
+            self.update,
+            self.next_seed,
+            waves::rfc3339(&self.next_time),
+            self.seed,
+            waves::rfc3339(&self.time)
         )
     }
 }
@@ -263,7 +285,6 @@ impl RawUpdate {
             keys.insert(seed, key);
             waves.insert(seed, time);
         }
-        check_wave_order(&update, &waves)?;
 
         Ok(Update {
             variant: self.variant,
@@ -273,20 +294,6 @@ impl RawUpdate {
             waves,
             images: self.images,
         })
-    }
-}
-
-fn check_wave_order(update: &str, waves: &BTreeMap<u32, DateTime<Utc>>) -> Result<()> {
-    match waves::first_unordered_pair(waves) {
-        None => Ok(()),
-        Some(((seed, time), (next_seed, next_time))) => WavesUnorderedSnafu {
-            update,
-            seed,
-            time,
-            next_seed,
-            next_time,
-        }
-        .fail(),
     }
 }
 
@@ -332,21 +339,32 @@ impl Manifest {
 
     /// The manifest as upstream writes it: pretty JSON, no trailing newline.
     pub fn to_json_pretty(&self) -> Result<String> {
-        self.validate()?;
         serde_json::to_string_pretty(self).context(SerializeSnafu)
     }
 
-    /// Checks what the type cannot: in every update, wave times strictly increase with the
-    /// seed. (Keys are unique and well-formed by construction.)
-    pub fn validate(&self) -> Result<()> {
-        for (index, update) in self.updates.iter().enumerate() {
-            let describe = format!(
-                "updates[{index}] (variant '{}', arch '{}', version '{}')",
-                update.variant, update.arch, update.version
-            );
-            check_wave_order(&describe, &update.waves)?;
-        }
-        Ok(())
+    /// Every update whose wave times do not strictly increase with the seed, with the first
+    /// pair of waves out of order. Upstream reads and uses such manifests (its own updog test
+    /// data has two waves at one time) and checks the order only in `updata set-waves`; so do
+    /// we, and callers report these as warnings.
+    pub fn unordered_waves(&self) -> Vec<UnorderedWaves> {
+        self.updates
+            .iter()
+            .enumerate()
+            .filter_map(|(index, update)| {
+                let ((seed, time), (next_seed, next_time)) =
+                    waves::first_unordered_pair(&update.waves)?;
+                Some(UnorderedWaves {
+                    update: format!(
+                        "updates[{index}] (variant '{}', arch '{}', version '{}')",
+                        update.variant, update.arch, update.version
+                    ),
+                    seed,
+                    time,
+                    next_seed,
+                    next_time,
+                })
+            })
+            .collect()
     }
 
     // ---- changes, as `updata` makes them --------------------------------------------------
@@ -462,7 +480,7 @@ pub fn load_file(path: &Path) -> Result<Manifest> {
     Manifest::from_slice(&bytes).context(InvalidManifestSnafu { path })
 }
 
-/// Checks and writes a manifest file atomically (temporary file, fsync, rename, directory
+/// Writes a manifest file atomically (temporary file, fsync, rename, directory
 /// fsync). Every error names the file.
 pub fn write_file(path: &Path, manifest: &Manifest) -> Result<()> {
     let json = manifest
@@ -476,8 +494,7 @@ mod tests {
     use super::*;
     use chrono::TimeDelta;
 
-    /// The example of the compatibility spec (reference/bottlerocket-behaviour.md §2), with
-    /// the elided wave time filled in.
+    /// The manifest.json example of docs/formats.md (upstream's format).
     const UPSTREAM_EXAMPLE: &str = r#"{"updates":[{"variant":"aws-k8s-1.30","arch":"x86_64","version":"1.26.1","max_version":"1.26.1",
   "waves":{"0":"2024-10-24T20:00:00Z","20":"2024-10-24T23:00:00Z"},
   "images":{"boot":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-boot.ext4.lz4","root":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-root.ext4.lz4","hash":"bottlerocket-aws-k8s-1.30-x86_64-1.26.1-943d9a41-root.verity.lz4"}}],
@@ -699,30 +716,50 @@ mod tests {
     }
 
     #[test]
-    fn wave_times_must_strictly_increase_with_the_seed() {
-        for waves in [
-            r#"{"0":"2024-01-02T00:00:00Z","20":"2024-01-01T00:00:00Z"}"#,
-            r#"{"20":"2024-01-01T00:00:00Z","0":"2024-01-02T00:00:00Z"}"#,
-            r#"{"0":"2024-01-01T00:00:00Z","20":"2024-01-01T00:00:00Z"}"#,
+    fn wave_times_that_do_not_increase_are_read_as_upstream_reads_them() {
+        for (waves, order) in [
+            (
+                r#"{"0":"2024-01-02T00:00:00Z","20":"2024-01-01T00:00:00Z"}"#,
+                "before",
+            ),
+            (
+                r#"{"20":"2024-01-01T00:00:00Z","0":"2024-01-02T00:00:00Z"}"#,
+                "before",
+            ),
+            (
+                r#"{"0":"2024-01-01T00:00:00Z","20":"2024-01-01T00:00:00Z"}"#,
+                "at the same time as",
+            ),
         ] {
-            let err = parse_err(&with_maps(waves, "{}"));
-            let msg = err.to_string();
+            let m = Manifest::from_slice(with_maps(waves, "{}").as_bytes()).unwrap();
+            assert_eq!(m.updates[0].waves.len(), 2, "{waves}");
+            let unordered = m.unordered_waves();
+            assert_eq!(unordered.len(), 1, "{waves}");
+            let warning = &unordered[0];
+            assert_eq!((warning.seed, warning.next_seed), (0, 20), "{waves}");
+            let msg = warning.to_string();
             assert!(
-                matches!(
-                    err,
-                    Error::WavesUnordered {
-                        seed: 0,
-                        next_seed: 20,
-                        ..
-                    }
-                ),
-                "{msg}"
-            );
-            assert!(
-                msg.contains("wave 20 starts at") && msg.contains("version '1.2.3'"),
+                msg.starts_with(
+                    "updates[0] (variant 'aws-dev', arch 'x86_64', version '1.2.3'): wave 20 starts at 2024-01-0"
+                ) && msg.contains(&format!(", {order} wave 0 at 2024-01-0")),
                 "{msg}"
             );
         }
+        let ordered = Manifest::from_slice(UPSTREAM_EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(ordered.unordered_waves(), []);
+    }
+
+    #[test]
+    fn upstreams_updog_test_data_with_two_waves_at_one_time_loads() {
+        // Upstream's updog tests/data/example_3_x86_64.json (first update).
+        let json = r#"{"updates":[{"variant":"aws-k8s-1.15","arch":"x86_64","version":"0.1.1",
+            "max_version":"0.1.2","waves":{"0":"2019-09-20T23:00:00Z","2047":"2019-09-20T23:00:00Z"},
+            "images":{"boot":"b","root":"r","hash":"h"}}],"migrations":{}}"#;
+        let m = Manifest::from_slice(json.as_bytes()).unwrap();
+        let at = t("2019-09-20T23:00:00Z");
+        assert!(!m.updates[0].update_ready(1000, at - TimeDelta::seconds(1)));
+        assert!(m.updates[0].update_ready(1000, at));
+        assert_eq!(m.unordered_waves().len(), 1);
     }
 
     #[test]
@@ -826,22 +863,13 @@ mod tests {
     }
 
     #[test]
-    fn writing_an_invalid_in_memory_manifest_fails_and_leaves_the_file() {
+    fn a_manifest_with_unordered_waves_is_written_and_read_back_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manifest.json");
         let mut m = Manifest::from_slice(UPSTREAM_EXAMPLE.as_bytes()).unwrap();
-        write_file(&path, &m).unwrap();
         m.updates[0].waves.insert(30, t("2000-01-01T00:00:00Z"));
-        let err = write_file(&path, &m).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("wave times must strictly increase"),
-            "{err}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            UPSTREAM_EXAMPLE_PRETTY
-        );
+        write_file(&path, &m).unwrap();
+        assert_eq!(load_file(&path).unwrap(), m);
     }
 
     fn images() -> Images {

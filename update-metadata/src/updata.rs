@@ -325,15 +325,24 @@ pub fn set_max_version(path: &Path, max_version: &Version) -> Result<Outcome> {
     )))
 }
 
-/// `updata validate FILE`: loads the manifest with every check and changes nothing.
+/// `updata validate FILE`: loads the manifest with every check and changes nothing. Wave
+/// times that do not strictly increase are warnings, not errors: upstream's readers accept them
+/// (see [`Manifest::unordered_waves`]).
 pub fn validate(path: &Path) -> Result<Outcome> {
     let manifest = load(path)?;
-    Ok(Outcome::message(format!(
-        "'{}' is valid: {} update(s), {} migration step(s)",
-        path.display(),
-        manifest.updates.len(),
-        manifest.migrations.len()
-    )))
+    Ok(Outcome {
+        messages: vec![format!(
+            "'{}' is valid: {} update(s), {} migration step(s)",
+            path.display(),
+            manifest.updates.len(),
+            manifest.migrations.len()
+        )],
+        warnings: manifest
+            .unordered_waves()
+            .iter()
+            .map(|unordered| format!("'{}': {unordered}", path.display()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -169,7 +169,9 @@ pub fn update_wave(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<Wa
 }
 
 /// Whether a host with `seed` may take an update with these `waves` at `now` (upstream's
-/// `Update::update_ready`, same results).
+/// `Update::update_ready`, same results): whether `now` has reached [`ready_at`].
+///
+/// Upstream's rule, step by step:
 ///
 /// 1. No waves: ready.
 /// 2. The wave has passed (its end, or the last wave's start, is `<= now`): ready.
@@ -185,40 +187,49 @@ pub fn update_wave(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<Wa
 /// hosts in later waves reach their target time late, usually after the wave's end, so they
 /// update only when the wave has passed (step 2). If the target time cannot be represented
 /// (upstream would panic), the host waits for the wave's end.
+///
+/// Wave times that do not strictly increase with the seed (which upstream's manifest reading
+/// accepts) go through the same steps: a wave whose end is not after its start is open to all
+/// its hosts from the earlier of the two times.
 pub fn update_ready(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32, now: DateTime<Utc>) -> bool {
-    let Some(wave) = update_wave(waves, seed) else {
-        return true;
-    };
-    if wave.has_passed(now) {
-        return true;
-    }
-    if !wave.has_started(now) {
-        return false;
-    }
-    match wave {
-        // An initial wave has always started; a last wave that has started has also passed.
-        Wave::Initial { .. } | Wave::Last { .. } => true,
+    ready_at(waves, seed).is_none_or(|at| now >= at)
+}
+
+/// The earliest time at which a host with `seed` may take an update with these `waves`, or
+/// `None` when it may at any time (no waves, or the initial wave). [`update_ready`] is exactly
+/// `now >= ready_at`.
+///
+/// Following [`update_ready`]'s steps: the last wave opens at its start; a general wave opens
+/// for the host at `min(end, max(start, start + time_per_seed * seed))`: at its end if it has
+/// passed (step 2), never before its start (step 3), and otherwise at the host's slot (step 5,
+/// with the absolute seed). The `max` matters only when the wave's end is before its start (a
+/// negative time per seed); an unrepresentable slot means the wave's end.
+pub fn ready_at(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<DateTime<Utc>> {
+    match update_wave(waves, seed)? {
+        Wave::Initial { .. } => None,
+        Wave::Last { start_time, .. } => Some(start_time),
         Wave::General {
             start_seed,
             start_time,
             end_seed,
             end_time,
         } => {
-            let (Ok(seeds_in_wave), Ok(seed)) =
-                (i32::try_from(end_seed - start_seed), i32::try_from(seed))
-            else {
+            let slot = match (i32::try_from(end_seed - start_seed), i32::try_from(seed)) {
+                (Ok(seeds_in_wave), Ok(seed)) => {
+                    match (end_time - start_time).checked_div(seeds_in_wave) {
+                        // The absolute seed, not `seed - start_seed`: see update_ready.
+                        Some(time_per_seed) => time_per_seed
+                            .checked_mul(seed)
+                            .and_then(|offset| start_time.checked_add_signed(offset)),
+                        // An empty wave (upstream: "no host should have been allocated to it"):
+                        // open from its start.
+                        None => Some(start_time),
+                    }
+                }
                 // Unreachable: a general wave ends at or below MAX_SEED.
-                return now >= end_time;
+                _ => None,
             };
-            let Some(time_per_seed) = (end_time - start_time).checked_div(seeds_in_wave) else {
-                // An empty wave (upstream: "no host should have been allocated to it").
-                return true;
-            };
-            // The absolute seed, not `seed - start_seed`: see the doc comment.
-            time_per_seed
-                .checked_mul(seed)
-                .and_then(|offset| start_time.checked_add_signed(offset))
-                .is_some_and(|target| now >= target)
+            Some(slot.map_or(end_time, |slot| end_time.min(slot.max(start_time))))
         }
     }
 }
@@ -1114,6 +1125,141 @@ mod tests {
         assert!(!update_ready(&waves, 2047, start + secs(2)));
         assert!(!update_ready(&waves, 2047, end - secs(1)));
         assert!(update_ready(&waves, 2047, end));
+    }
+
+    /// Upstream's `update_ready`, transcribed step by step from its code (only its panics on
+    /// unrepresentable times are replaced by "wait for the wave's end"): the oracle the
+    /// one-formula implementation is checked against.
+    fn upstream_update_ready(
+        waves: &BTreeMap<u32, DateTime<Utc>>,
+        seed: u32,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(wave) = update_wave(waves, seed) else {
+            return true;
+        };
+        if wave.has_passed(now) {
+            return true;
+        }
+        if !wave.has_started(now) {
+            return false;
+        }
+        match wave {
+            Wave::Initial { .. } | Wave::Last { .. } => true,
+            Wave::General {
+                start_seed,
+                start_time,
+                end_seed,
+                end_time,
+            } => {
+                if end_seed == start_seed {
+                    return true;
+                }
+                let time_per_seed = (end_time - start_time) / (end_seed - start_seed) as i32;
+                match time_per_seed
+                    .checked_mul(seed as i32)
+                    .and_then(|offset| start_time.checked_add_signed(offset))
+                {
+                    Some(target) => now >= target,
+                    None => now >= end_time,
+                }
+            }
+        }
+    }
+
+    /// Wave maps upstream's manifest reading accepts: ordered, with equal times, with times
+    /// that go backwards, and one that is both.
+    fn accepted_wave_maps() -> Vec<BTreeMap<u32, DateTime<Utc>>> {
+        let mut maps: Vec<BTreeMap<u32, DateTime<Utc>>> = BUILTIN_POLICIES
+            .iter()
+            .map(|builtin| builtin.policy().unwrap().schedule(t0()).unwrap())
+            .collect();
+        maps.extend([
+            BTreeMap::new(),
+            // Upstream's own updog test data: two waves at the same time.
+            BTreeMap::from([(0, t0()), (2047, t0())]),
+            BTreeMap::from([(0, t0()), (20, t0() + secs(3600)), (102, t0() + secs(3600))]),
+            // Backwards: the wave (100, 120] ends five hours before it starts.
+            BTreeMap::from([
+                (0, t0()),
+                (100, t0() + secs(10 * 3600)),
+                (120, t0() + secs(5 * 3600)),
+            ]),
+            BTreeMap::from([
+                (0, t0() + secs(86400)),
+                (20, t0()),
+                (102, t0()),
+                (1843, t0() - secs(3600)),
+            ]),
+        ]);
+        maps
+    }
+
+    #[test]
+    fn update_ready_matches_upstreams_steps_for_every_seed_including_unordered_waves() {
+        for waves in accepted_wave_maps() {
+            let mut times: Vec<DateTime<Utc>> = waves
+                .values()
+                .flat_map(|t| [*t - secs(1), *t, *t + secs(1)])
+                .collect();
+            times.extend((-30..=30).map(|h| t0() + secs(h * 3600)));
+            for seed in 0..=MAX_SEED + 1 {
+                for now in &times {
+                    assert_eq!(
+                        update_ready(&waves, seed, *now),
+                        upstream_update_ready(&waves, seed, *now),
+                        "seed {seed} at {now} with {waves:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ready_at_is_the_first_instant_update_ready_holds() {
+        for waves in accepted_wave_maps() {
+            for seed in 0..=MAX_SEED + 1 {
+                match ready_at(&waves, seed) {
+                    None => assert!(
+                        update_ready(&waves, seed, DateTime::<Utc>::MIN_UTC),
+                        "seed {seed} with {waves:?}"
+                    ),
+                    Some(at) => {
+                        let before = at - TimeDelta::nanoseconds(1);
+                        assert!(
+                            !update_ready(&waves, seed, before) && update_ready(&waves, seed, at),
+                            "seed {seed}: ready_at {at} with {waves:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_waves_at_the_same_time_open_together() {
+        // Upstream's updog test data: {0, 2047} both at t0. Seeds 1..=2047 are in the general
+        // wave (0, 2047] whose start and end coincide; 2048 is in the last wave.
+        let waves = BTreeMap::from([(0, t0()), (2047, t0())]);
+        for seed in [1, 1000, 2047, 2048] {
+            assert_eq!(ready_at(&waves, seed), Some(t0()), "seed {seed}");
+        }
+        assert_eq!(ready_at(&waves, 0), None);
+    }
+
+    #[test]
+    fn a_wave_that_ends_before_it_starts_opens_at_its_end() {
+        // (100, 120] starts at +10h and ends at +5h: the time per seed is negative, and seed
+        // 110's slot (+10h - 110 * 15 min) would be long before either. Upstream opens the wave
+        // when it "has passed", at its end (+5h), and never at the slot.
+        let waves = BTreeMap::from([
+            (0, t0()),
+            (100, t0() + secs(10 * 3600)),
+            (120, t0() + secs(5 * 3600)),
+        ]);
+        assert_eq!(ready_at(&waves, 110), Some(t0() + secs(5 * 3600)));
+        assert!(!update_ready(&waves, 110, t0() + secs(5 * 3600 - 1)));
+        assert!(update_ready(&waves, 110, t0() + secs(5 * 3600)));
     }
 
     #[test]

@@ -487,6 +487,93 @@ fn validate_rejects_a_duplicate_wave_key_naming_file_key_and_update() {
     );
 }
 
+/// A manifest whose update has two waves at the same time (as in upstream's updog test data).
+const EQUAL_WAVES: &str = r#"{"updates":[{"variant":"aws-dev","arch":"x86_64","version":"1.0.0","max_version":"1.0.0",
+    "waves":{"0":"2024-01-01T00:00:00Z","20":"2024-01-01T00:00:00Z"},
+    "images":{"boot":"b","root":"r","hash":"h"}}],"migrations":{}}"#;
+
+#[test]
+fn validate_accepts_two_waves_at_one_time_with_a_warning_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.json");
+    fs::write(&path, EQUAL_WAVES).unwrap();
+    let out = ok(updata(dir.path(), &["validate", path.to_str().unwrap()]));
+    assert!(
+        stdout(&out).contains("is valid: 1 update(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Warning: '{}': updates[0] (variant 'aws-dev', arch 'x86_64', version '1.0.0'): wave 20 \
+             starts at 2024-01-01T00:00:00Z, at the same time as wave 0 at 2024-01-01T00:00:00Z; wave \
+             times should strictly increase with the seed (the waves are used as upstream uses them)\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn other_commands_work_on_a_manifest_with_two_waves_at_one_time_and_keep_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.json");
+    fs::write(&path, EQUAL_WAVES).unwrap();
+    add(dir.path(), &path, "aws-dev", "x86_64", "1.1.0", &[]);
+    ok(updata(
+        dir.path(),
+        &["set-max-version", path.to_str().unwrap(), "-v", "1.1.0"],
+    ));
+    let json = read_json(&path);
+    assert_eq!(
+        json["updates"][0]["waves"],
+        json!({"0": "2024-01-01T00:00:00Z", "20": "2024-01-01T00:00:00Z"})
+    );
+    assert_eq!(json["updates"][1]["version"], "1.1.0");
+}
+
+#[test]
+fn set_waves_still_refuses_a_policy_whose_times_do_not_increase() {
+    let (dir, path) = with_manifest();
+    add(dir.path(), &path, "aws-dev", "x86_64", "1.0.0", &[]);
+    let before = fs::read(&path).unwrap();
+    let policy = dir.path().join("waves.toml");
+    for second in ["1 hour", "30 minutes"] {
+        fs::write(
+            &policy,
+            format!(
+                "[[waves]]\nstart_after = '1 hour'\nfleet_percentage = 10\n\n\
+                 [[waves]]\nstart_after = '{second}'\nfleet_percentage = 100\n"
+            ),
+        )
+        .unwrap();
+        let err = fails(updata(
+            dir.path(),
+            &[
+                "set-waves",
+                path.to_str().unwrap(),
+                "-l",
+                "aws-dev",
+                "-v",
+                "1.0.0",
+                "-a",
+                "x86_64",
+                "-w",
+                policy.to_str().unwrap(),
+                "--start-at",
+                "2024-10-24T20:00:00Z",
+            ],
+        ));
+        assert!(
+            err.contains("Wave 2 (seed 204) starts at")
+                && err.contains("not after wave 1 (seed 0) at 2024-10-24T21:00:00Z")
+                && err.contains("wave start times must strictly increase"),
+            "{second}: {err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), before, "{second}");
+    }
+}
+
 #[test]
 fn a_missing_manifest_fails_with_the_path_and_a_hint() {
     let dir = tempfile::tempdir().unwrap();

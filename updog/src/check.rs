@@ -4,11 +4,12 @@
 
 use crate::config::Config;
 use crate::error::{self, Error, Result};
+use crate::fetch::ResumingTransport;
 use crate::lock::UpdogLock;
 use crate::release::Release;
 use crate::select::{self, Decision, NoUpdate, UpdateQuery};
 use crate::sysroot::Sysroot;
-use crate::transport::{QueryParams, QueryTransport};
+use crate::transport::QueryParams;
 use crate::tuf::{self, TufLoader};
 use chrono::{DateTime, SecondsFormat, Utc};
 use semver::Version;
@@ -68,9 +69,12 @@ impl Node {
         params
     }
 
-    /// Loads the repository (persisted trust, expiry enforced) and reads its manifest.json.
+    /// Loads the repository (persisted trust, expiry enforced) through updog's transport (stall
+    /// timeout, retries, proxy from updog.toml) and reads its manifest.json.
     pub async fn load_manifest(&self, params: QueryParams) -> Result<Manifest> {
-        let repository = self.load_repository(QueryTransport::new(params)).await?;
+        let transport = ResumingTransport::new(params, self.config.fetch.clone())
+            .context(error::TransportSnafu)?;
+        let repository = self.load_repository(transport).await?;
         self.read_manifest(&repository).await
     }
 
@@ -101,7 +105,12 @@ impl Node {
         let bytes = tuf::read_target(repository, "manifest.json", &self.sysroot.tuf_datastore())
             .await
             .context(error::ManifestReadSnafu)?;
-        Manifest::from_slice(&bytes).context(error::ManifestParseSnafu)
+        let manifest = Manifest::from_slice(&bytes).context(error::ManifestParseSnafu)?;
+        // Used as upstream uses it; the publisher should still hear about it.
+        for unordered in manifest.unordered_waves() {
+            log::warn!("manifest.json: {unordered}");
+        }
+        Ok(manifest)
     }
 }
 

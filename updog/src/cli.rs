@@ -31,7 +31,7 @@ pub struct Cli {
     pub sysroot: PathBuf,
 
     /// Logging verbosity (on stderr).
-    #[arg(long, global = true, default_value = "info", value_parser = crate::logging::parse_level, value_name = "trace|debug|info|warn|error")]
+    #[arg(long, global = true, default_value = "info", value_parser = crate::logging::parse_level, value_name = "off|error|warn|info|debug|trace")]
     pub log_level: LevelFilter,
 
     /// JSON-formatted output.
@@ -119,11 +119,8 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
     })
 }
 
-/// Runs a parsed command line. Takes updog's lock first, then reads the node's config.
-///
-/// Like upstream, this exports updog.toml's proxy settings as `HTTPS_PROXY`/`NO_PROXY` for
-/// the HTTP clients, before it starts the async runtime: call it from `main` while the process is
-/// single-threaded.
+/// Runs a parsed command line. Takes updog's lock first, then reads the node's config (whose
+/// proxy settings go to the HTTP client directly, see `fetch::HttpsProxy`).
 pub fn run(cli: Cli) -> Result<Output> {
     let sysroot = Sysroot::new(&cli.sysroot);
     let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
@@ -147,12 +144,6 @@ pub fn run(cli: Cli) -> Result<Output> {
     }
 
     let node = Node::load(sysroot)?;
-    for (key, value) in node.config.proxy_environment() {
-        log::debug!("setting {key}={value}");
-        // SAFETY: updog's process has a single thread here (the runtime starts below, and
-        // nothing before this spawns threads), so no other thread reads the environment.
-        unsafe { std::env::set_var(key, value) };
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -266,10 +257,12 @@ mod tests {
 
     #[test]
     fn log_levels_are_upstreams() {
-        for level in ["trace", "debug", "info", "warn", "error"] {
+        for level in [
+            "trace", "debug", "info", "warn", "error", "off", "OFF", "Debug",
+        ] {
             assert!(parse_from(&["--log-level", level, "check-update"]).is_ok());
         }
-        assert!(parse_from(&["--log-level", "off", "check-update"]).is_err());
+        assert!(parse_from(&["--log-level", "loud", "check-update"]).is_err());
         assert_eq!(
             parse_from(&["check-update"]).unwrap().log_level,
             LevelFilter::Info

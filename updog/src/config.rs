@@ -23,7 +23,7 @@
 //! download_retries = 5                  # retries without progress before a download fails
 //! ```
 
-use crate::fetch::FetchSettings;
+use crate::fetch::{FetchSettings, HttpsProxy};
 use crate::select::VersionLock;
 use snafu::{ResultExt, Snafu};
 use std::path::{Path, PathBuf};
@@ -78,15 +78,16 @@ pub struct Config {
     pub version_lock: VersionLock,
     /// Take updates whatever their wave (as `--now`).
     pub ignore_waves: bool,
-    /// Proxy for HTTPS requests; exported as `HTTPS_PROXY` when non-empty.
+    /// Proxy for HTTPS requests when non-empty (upstream exports it as `HTTPS_PROXY`; here it is
+    /// `fetch.https_proxy`, given to the HTTP client).
     pub https_proxy: Option<String>,
-    /// Hosts that bypass the proxy; exported as `NO_PROXY` (comma-joined) only with a proxy.
+    /// Hosts that bypass the proxy, only with a proxy (upstream's `NO_PROXY`, comma-joined).
     pub no_proxy: Option<Vec<String>>,
     /// Ours: the OS disk, instead of the disk under the root filesystem.
     pub disk: Option<PathBuf>,
     /// Ours: the command `--reboot` runs (program and arguments).
     pub reboot_command: Vec<String>,
-    /// Ours: the download policy (stall timeout, retries).
+    /// Ours: the download policy (stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
     pub fetch: FetchSettings,
 }
 
@@ -96,10 +97,13 @@ pub fn default_reboot_command() -> Vec<String> {
 }
 
 const URL_EXPECTED: &str = "an absolute URL string (http://, https:// or file://)";
+/// The URL schemes updog fetches from.
+const URL_SCHEMES: [&str; 3] = ["http", "https", "file"];
 const SEED_EXPECTED: &str = "an integer from 0 to 4294967295 (nodes use 0..2048)";
 const LOCK_EXPECTED: &str = "\"latest\" or a version like \"1.2.3\" or \"v1.2.3\"";
 const BOOL_EXPECTED: &str = "true or false";
-const PROXY_EXPECTED: &str = "a string";
+const PROXY_EXPECTED: &str =
+    "a string naming a proxy, like \"http://proxy:3128\" or \"proxy:3128\"";
 const NO_PROXY_EXPECTED: &str = "an array of strings";
 const DISK_EXPECTED: &str = "an absolute path string";
 const REBOOT_EXPECTED: &str = "a non-empty array of strings (the program and its arguments)";
@@ -200,6 +204,18 @@ impl Config {
             Some(other) => return Err(keys.invalid("download_retries", RETRIES_EXPECTED, other)),
         }
 
+        fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());
+        if let Some(proxy) = &fetch.https_proxy {
+            // Checked now, so that a bad value is reported against its key, not at the first download.
+            proxy.to_reqwest().map_err(|e| {
+                keys.invalid(
+                    "https_proxy",
+                    PROXY_EXPECTED,
+                    format!("'{}' ({})", proxy.url, innermost_cause(&e)),
+                )
+            })?;
+        }
+
         Ok(Self {
             metadata_base_url,
             targets_base_url,
@@ -213,20 +229,16 @@ impl Config {
             fetch,
         })
     }
+}
 
-    /// The proxy environment upstream exports for reqwest: `HTTPS_PROXY` when `https_proxy` is a
-    /// non-empty string, and only then `NO_PROXY` (comma-joined) when `no_proxy` is non-empty.
-    pub fn proxy_environment(&self) -> Vec<(&'static str, String)> {
-        let mut vars = Vec::new();
-        let Some(proxy) = self.https_proxy.as_deref().filter(|p| !p.is_empty()) else {
-            return vars;
-        };
-        vars.push(("HTTPS_PROXY", proxy.to_string()));
-        if let Some(no_proxy) = self.no_proxy.as_ref().filter(|n| !n.is_empty()) {
-            vars.push(("NO_PROXY", no_proxy.join(",")));
-        }
-        vars
+/// The deepest cause of an error: reqwest wraps a bad proxy URL's parse error in a bare
+/// "builder error".
+fn innermost_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
+    cause.to_string()
 }
 
 /// Looks keys up in the table and builds errors that name them.
@@ -261,7 +273,18 @@ impl Keys<'_> {
     fn url(&self, key: &'static str) -> Result<Url, ConfigError> {
         match self.required(key, URL_EXPECTED)? {
             Value::String(s) => {
-                Url::parse(s).map_err(|e| self.invalid(key, URL_EXPECTED, format!("'{s}' ({e})")))
+                let url = Url::parse(s)
+                    .map_err(|e| self.invalid(key, URL_EXPECTED, format!("'{s}' ({e})")))?;
+                // The transport fetches only these; anything else would fail later, at the first fetch, with a
+                // message about the transport rather than the config.
+                if !URL_SCHEMES.contains(&url.scheme()) {
+                    return Err(self.invalid(
+                        key,
+                        URL_EXPECTED,
+                        format!("'{s}' (scheme '{}' is not supported)", url.scheme()),
+                    ));
+                }
+                Ok(url)
             }
             other => Err(self.invalid(key, URL_EXPECTED, other)),
         }
@@ -296,7 +319,7 @@ ignore_waves = false
         assert_eq!(config.version_lock, VersionLock::Latest);
         assert!(!config.ignore_waves);
         assert_eq!(config.https_proxy, None);
-        assert!(config.proxy_environment().is_empty());
+        assert_eq!(config.fetch.https_proxy, None);
     }
 
     #[test]
@@ -377,6 +400,43 @@ ignore_waves = false
     }
 
     #[test]
+    fn a_url_of_another_scheme_is_refused_naming_key_url_and_schemes() {
+        for (key, url) in [
+            ("metadata_base_url", "ftp://updates.example.com/metadata/"),
+            ("targets_base_url", "s3://bucket/targets/"),
+            ("targets_base_url", "mailto:updates@example.com"),
+        ] {
+            let text = GOOD
+                .lines()
+                .map(|line| {
+                    if line.starts_with(key) {
+                        format!("{key} = \"{url}\"")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let message = parse(&text).unwrap_err().to_string();
+            let scheme = url.split(':').next().unwrap();
+            assert_eq!(
+                message,
+                format!(
+                    "Config file /etc/updog.toml: key '{key}' must be an absolute URL string (http://, https:// or \
+                     file://), found '{url}' (scheme '{scheme}' is not supported)"
+                )
+            );
+        }
+        for url in ["http://h/m/", "https://h/m/", "file:///srv/repo/metadata/"] {
+            let text = GOOD.replace(
+                "https://updates.example.com/2020-07-07/aws-dev/x86_64/",
+                url,
+            );
+            assert_eq!(parse(&text).unwrap().metadata_base_url.as_str(), url);
+        }
+    }
+
+    #[test]
     fn toml_syntax_errors_name_the_file() {
         let message = parse("seed = ").unwrap_err().to_string();
         assert!(
@@ -424,27 +484,48 @@ ignore_waves = false
     }
 
     #[test]
-    fn the_proxy_environment_is_upstreams() {
-        let with = |extra: &str| {
-            parse(&format!("{GOOD}{extra}"))
-                .unwrap()
-                .proxy_environment()
-        };
+    fn the_proxy_follows_upstreams_rules() {
+        let with = |extra: &str| parse(&format!("{GOOD}{extra}")).unwrap().fetch.https_proxy;
         assert_eq!(
             with(
                 "https_proxy = \"http://proxy:3128\"\nno_proxy = [\"localhost\", \".internal\"]\n"
             ),
-            vec![
-                ("HTTPS_PROXY", "http://proxy:3128".to_string()),
-                ("NO_PROXY", "localhost,.internal".to_string())
-            ]
+            Some(HttpsProxy {
+                url: "http://proxy:3128".into(),
+                no_proxy: Some("localhost,.internal".into())
+            })
         );
         // Without a proxy, no_proxy does nothing; an empty proxy is no proxy.
-        assert!(with("no_proxy = [\"localhost\"]\n").is_empty());
-        assert!(with("https_proxy = \"\"\nno_proxy = [\"localhost\"]\n").is_empty());
+        assert_eq!(with("no_proxy = [\"localhost\"]\n"), None);
+        assert_eq!(
+            with("https_proxy = \"\"\nno_proxy = [\"localhost\"]\n"),
+            None
+        );
+        // No list (or an empty one): the environment's NO_PROXY still applies, as upstream.
         assert_eq!(
             with("https_proxy = \"proxy:3128\"\nno_proxy = []\n"),
-            vec![("HTTPS_PROXY", "proxy:3128".to_string())]
+            Some(HttpsProxy {
+                url: "proxy:3128".into(),
+                no_proxy: None
+            })
         );
+    }
+
+    #[test]
+    fn a_proxy_that_is_not_a_url_is_refused_naming_the_key() {
+        let message = parse(&format!("{GOOD}https_proxy = \"http://[::1\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(
+                "Config file /etc/updog.toml: key 'https_proxy' must be a string naming a proxy, like \
+                 \"http://proxy:3128\" or \"proxy:3128\", found 'http://[::1' (invalid IPv6 address)"
+            ),
+            "{message}"
+        );
+        let message = parse(&format!("{GOOD}https_proxy = 3128\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("key 'https_proxy' must be"), "{message}");
     }
 }

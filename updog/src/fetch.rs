@@ -1,11 +1,14 @@
-//! The transport update-image fetches with: HTTP downloads that survive a dropped connection and fail on a stall,
-//! for files of any size (DESIGN.md §9).
+//! The transport every updog command fetches with (TUF metadata, manifest.json, migrations, images): HTTP downloads
+//! that survive a dropped connection and fail on a stall, for files of any size.
 //!
-//! tough's own HTTP transport does not fit an OS image: its timeout covers the whole body (a large image on a slow
-//! link runs out of time however healthy the link is), and a body that breaks off is retried only when the first
-//! response said `Accept-Ranges` and only within its few tries. [`ResumingTransport`] instead:
+//! tough's own HTTP transport does not fit: its timeout covers the whole body (a large image on a slow link runs out
+//! of time however healthy the link is), a stalled small file takes its four tries of 30 s and ends in a bare
+//! "error decoding response body", a body that breaks off is retried only when the first response said
+//! `Accept-Ranges`, and it can only take a proxy from the environment. [`ResumingTransport`] instead:
 //!
-//! - keeps one HTTP client (connections are reused between the metadata files and the targets);
+//! - keeps one HTTP client (connections are reused between the metadata files and the targets), with updog.toml's
+//!   `https_proxy`/`no_proxy` given to it directly ([`HttpsProxy`]); without them reqwest reads `HTTPS_PROXY` and
+//!   `NO_PROXY` from the environment, as upstream;
 //! - has no total timeout: a download fails when **no byte** arrives for `stall_timeout` (waiting for the response
 //!   headers or for the next part of the body);
 //! - when a response breaks off (connection reset, closed before its `Content-Length`) or the server answers 5xx,
@@ -21,8 +24,11 @@
 //! - hands `file://` URLs to tough's `FilesystemTransport`.
 //!
 //! Each download runs as a task that passes the body on through a small bounded channel, so memory stays bounded by
-//! a few of the HTTP client's chunks whatever the file's size. Proxies: reqwest reads `HTTPS_PROXY`/`NO_PROXY` when
-//! the client is built, which `cli::run` sets from updog.toml before anything else, as upstream.
+//! a few of the HTTP client's chunks whatever the file's size.
+//!
+//! How long a fetch can take: a server that accepts the connection and then sends nothing (or stops sending) fails
+//! the fetch after `stall_timeout` (`stall_timeout_seconds` in updog.toml, 30 s by default) with "timed out: no data
+//! for N s"; a refused or failing connection after at most `retries` backoffs and `connect_timeout`s.
 
 use crate::transport::QueryParams;
 use bytes::Bytes;
@@ -38,7 +44,7 @@ use url::Url;
 /// How many body chunks (each at most a few hundred KiB from the HTTP client) may wait for the consumer.
 const CHANNEL_CHUNKS: usize = 8;
 
-/// The download policy. Every field is configurable in updog.toml (see `Config`).
+/// The download policy; `stall_timeout`, `retries` and the proxy come from updog.toml (see `Config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchSettings {
     /// A download fails when no byte arrives for this long.
@@ -50,6 +56,8 @@ pub struct FetchSettings {
     /// The pause before the first retry; it doubles up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// updog.toml's proxy for `https://` URLs; `None`: reqwest's own reading of the environment.
+    pub https_proxy: Option<HttpsProxy>,
 }
 
 impl Default for FetchSettings {
@@ -60,7 +68,48 @@ impl Default for FetchSettings {
             retries: 5,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
+            https_proxy: None,
         }
+    }
+}
+
+/// updog.toml's `https_proxy` and `no_proxy`, given to the HTTP client directly (upstream exports them as
+/// `HTTPS_PROXY`/`NO_PROXY` for reqwest to read; a library must not change its process's environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsProxy {
+    /// The proxy for `https://` URLs: `http://host:port`, or `host:port` (reqwest adds `http://`, as upstream).
+    pub url: String,
+    /// The hosts that bypass it, comma-separated (`NO_PROXY`'s format). `None`: the environment's `NO_PROXY`
+    /// still applies, as it does upstream when updog.toml gives no list.
+    pub no_proxy: Option<String>,
+}
+
+impl HttpsProxy {
+    /// Upstream's rule: a proxy only for a non-empty `https_proxy`, and with it a bypass list only for a non-empty
+    /// `no_proxy` (joined with commas).
+    pub fn from_config(https_proxy: Option<&str>, no_proxy: Option<&[String]>) -> Option<Self> {
+        let url = https_proxy.filter(|url| !url.is_empty())?;
+        Some(Self {
+            url: url.to_string(),
+            no_proxy: no_proxy
+                .filter(|hosts| !hosts.is_empty())
+                .map(|hosts| hosts.join(",")),
+        })
+    }
+
+    /// The reqwest proxy: `url` for `https://` requests, except the `no_proxy` hosts. Setting it turns off reqwest's
+    /// reading of the environment's proxies, so `NO_PROXY` is read here when updog.toml gives no list.
+    pub fn to_reqwest(&self) -> Result<reqwest::Proxy, FetchError> {
+        let proxy =
+            reqwest::Proxy::https(self.url.as_str()).map_err(|source| FetchError::Proxy {
+                url: self.url.clone(),
+                source,
+            })?;
+        let no_proxy = match &self.no_proxy {
+            Some(hosts) => reqwest::NoProxy::from_string(hosts),
+            None => reqwest::NoProxy::from_env(),
+        };
+        Ok(proxy.no_proxy(no_proxy))
     }
 }
 
@@ -69,7 +118,7 @@ impl Default for FetchSettings {
 #[snafu(visibility(pub(crate)))]
 pub enum FetchError {
     #[snafu(display(
-        "no data for {} s (stall timeout) after byte {offset}; giving up",
+        "timed out: no data for {} s (stall timeout) after byte {offset}; giving up",
         timeout.as_secs_f64()
     ))]
     Stalled { timeout: Duration, offset: u64 },
@@ -97,6 +146,9 @@ pub enum FetchError {
 
     #[snafu(display("Failed to build the HTTP client: {source}"))]
     Client { source: reqwest::Error },
+
+    #[snafu(display("Invalid https_proxy '{url}': {source}"))]
+    Proxy { url: String, source: reqwest::Error },
 }
 
 /// The update transport (see the module documentation).
@@ -108,11 +160,14 @@ pub struct ResumingTransport {
 }
 
 impl ResumingTransport {
-    /// A transport adding `params` to every HTTP request, downloading by `settings`.
+    /// A transport adding `params` to every HTTP request, downloading by `settings` (through its proxy, if any).
     pub fn new(params: QueryParams, settings: FetchSettings) -> Result<Self, FetchError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
+        let mut builder = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
+        if let Some(proxy) = &settings.https_proxy {
+            builder = builder.proxy(proxy.to_reqwest()?);
+        }
+        let client = builder
             .build()
             .map_err(|source| FetchError::Client { source })?;
         Ok(Self {
@@ -360,6 +415,7 @@ mod tests {
             retries: 3,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(40),
+            https_proxy: None,
         }
     }
 
@@ -452,7 +508,7 @@ mod tests {
         let cause = std::error::Error::source(&error).unwrap().to_string();
         assert_eq!(
             cause,
-            "no data for 0.5 s (stall timeout) after byte 100000; giving up"
+            "timed out: no data for 0.5 s (stall timeout) after byte 100000; giving up"
         );
         assert_eq!(
             server.requests_for(".lz4").len(),

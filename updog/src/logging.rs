@@ -22,14 +22,42 @@ pub fn init(level: LevelFilter) {
         .try_init();
 }
 
-/// Parses upstream's `--log-level` values: trace, debug, info, warn, error.
+/// Parses `--log-level` as upstream does (its argument parser uses `LevelFilter`'s `FromStr`):
+/// off, error, warn, info, debug or trace, in any case (`OFF`, `Debug`).
 pub fn parse_level(s: &str) -> Result<LevelFilter, String> {
-    match s {
-        "trace" | "debug" | "info" | "warn" | "error" => {
-            s.parse().map_err(|_| format!("invalid log level '{s}'"))
+    s.parse().map_err(|_| {
+        format!(
+            "invalid log level '{s}' (expected off, error, warn, info, debug or trace, in any case)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_in_any_case_and_off_is_accepted_as_upstream() {
+        for (text, level) in [
+            ("off", LevelFilter::Off),
+            ("OFF", LevelFilter::Off),
+            ("error", LevelFilter::Error),
+            ("Warn", LevelFilter::Warn),
+            ("info", LevelFilter::Info),
+            ("Debug", LevelFilter::Debug),
+            ("TRACE", LevelFilter::Trace),
+        ] {
+            assert_eq!(parse_level(text), Ok(level), "{text}");
         }
-        _ => Err(format!(
-            "invalid log level '{s}' (expected trace, debug, info, warn or error)"
-        )),
+    }
+
+    #[test]
+    fn an_unknown_level_names_the_value_and_the_choices() {
+        assert_eq!(
+            parse_level("loud"),
+            Err("invalid log level 'loud' (expected off, error, warn, info, debug or trace, in any case)".into())
+        );
+        assert!(parse_level("").is_err());
+        assert!(parse_level("warning").is_err());
     }
 }

@@ -1,10 +1,12 @@
 //! The running image's identity: `/usr/lib/os-release` (upstream's `bottlerocket-release`) plus
 //! the architecture this binary was built for.
 //!
-//! The file is `KEY=VALUE` lines; `#` lines are comments; values may be quoted. updog needs
-//! `VARIANT_ID` and `VERSION_ID` (a full semantic version); `PRETTY_NAME` and `BUILD_ID` are read
-//! when present.
+//! The file is read by the workspace's one os-release parser, [`nodeio::os_release`] (shell-style
+//! quoting; a malformed line, such as an unterminated quote, is an error naming the file, line and
+//! problem). updog needs `VARIANT_ID` and `VERSION_ID` (a full semantic version); `PRETTY_NAME`
+//! and `BUILD_ID` are read when present.
 
+use nodeio::os_release::{OsRelease, OsReleaseError};
 use semver::Version;
 use snafu::{ResultExt, Snafu};
 use std::path::{Path, PathBuf};
@@ -12,11 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
 pub enum ReleaseError {
-    #[snafu(display("Failed to read release file {}: {source}", path.display()))]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[snafu(display("{source}"))]
+    OsRelease { source: OsReleaseError },
 
     #[snafu(display("Release file {}: missing key '{key}' (expected {expected})", path.display()))]
     MissingKey {
@@ -56,29 +55,19 @@ pub fn build_arch() -> &'static str {
 impl Release {
     /// Reads the release file at `path`.
     pub fn load(path: &Path) -> Result<Self, ReleaseError> {
-        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
-        Self::parse(&text, path)
+        Self::from_os_release(&OsRelease::read(path).context(OsReleaseSnafu)?)
     }
 
     /// Parses release text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ReleaseError> {
-        let pairs: Vec<(&str, String)> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .filter_map(|line| line.split_once('='))
-            .map(|(key, value)| (key.trim(), unquote(value.trim())))
-            .collect();
-        // The last assignment wins, as in a shell that sources the file.
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.clone())
-        };
+        Self::from_os_release(&OsRelease::parse(text, path).context(OsReleaseSnafu)?)
+    }
+
+    fn from_os_release(release: &OsRelease) -> Result<Self, ReleaseError> {
+        let path = release.path();
         let required = |key: &'static str, expected: &'static str| {
-            get(key)
+            release
+                .get(key)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| ReleaseError::MissingKey {
                     path: path.to_owned(),
@@ -92,30 +81,18 @@ impl Release {
             "VERSION_ID",
             "the image's semantic version, e.g. VERSION_ID=1.2.3",
         )?;
-        let version_id = Version::parse(&version).context(BadVersionSnafu {
+        let version_id = Version::parse(version).context(BadVersionSnafu {
             path,
-            value: &version,
+            value: version,
         })?;
         Ok(Self {
-            pretty_name: get("PRETTY_NAME"),
-            variant_id,
+            pretty_name: release.get("PRETTY_NAME").map(str::to_string),
+            variant_id: variant_id.to_string(),
             version_id,
-            build_id: get("BUILD_ID"),
+            build_id: release.get("BUILD_ID").map(str::to_string),
             arch: build_arch().to_string(),
         })
     }
-}
-
-fn unquote(value: &str) -> String {
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|rest| rest.strip_suffix(quote))
-        {
-            return inner.to_string();
-        }
-    }
-    value.to_string()
 }
 
 #[cfg(test)]
@@ -162,6 +139,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("missing key 'VARIANT_ID'"), "{message}");
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_refused_naming_file_line_and_key() {
+        let message = parse("VERSION_ID=1.0.0\nVARIANT_ID=\"aws-dev\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "os-release file /usr/lib/os-release, line 2: the value of VARIANT_ID has an unterminated double \
+             quote (\"); a value must close its quotes on its line"
+        );
     }
 
     #[test]

@@ -1,17 +1,12 @@
-//! The transport updog fetches TUF files with: tough's default transport (`file://`, `http://`,
-//! `https://`, with tough's retries and Range resume) plus upstream's query parameters.
+//! Upstream's query parameters, which updog's transport (`fetch::ResumingTransport`) adds to
+//! every request.
 //!
 //! Upstream's `HttpQueryTransport` appends its parameters, sorted by key, to **every** HTTP
 //! request: `seed` and `version` always, `target` and `migrations` during an update. Repository
 //! owners count their fleet from these. They are added to `http(s)` URLs only: a `file://` URL
 //! names a path, where a query means nothing.
-//!
-//! Proxies: tough's HTTP client (reqwest) reads `HTTPS_PROXY`/`NO_PROXY` from the environment
-//! each time it builds a client, which upstream sets from updog.toml before loading
-//! (see `Config::proxy_environment`).
 
 use std::sync::{Arc, RwLock};
-use tough::{DefaultTransport, Transport, TransportError, TransportStream};
 use url::Url;
 
 /// The query parameters shared by a transport and its owner, who may add to them while the
@@ -47,33 +42,6 @@ impl QueryParams {
             }
         }
         url
-    }
-}
-
-/// tough's [`DefaultTransport`] with [`QueryParams`] on every HTTP request.
-#[derive(Debug, Clone)]
-pub struct QueryTransport {
-    inner: DefaultTransport,
-    params: QueryParams,
-}
-
-impl QueryTransport {
-    pub fn new(params: QueryParams) -> Self {
-        Self {
-            inner: DefaultTransport::new(),
-            params,
-        }
-    }
-
-    pub fn params(&self) -> &QueryParams {
-        &self.params
-    }
-}
-
-#[tough::async_trait]
-impl Transport for QueryTransport {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        self.inner.fetch(self.params.apply(url)).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! `RepositoryLoader` with a persisted datastore, `ExpirationEnforcement::Safe`, and a
 //! transport of the caller's choice (updog's adds upstream's query parameters).
 //!
-//! Persisted trust (DESIGN.md I5, beyond upstream): tough keeps the metadata it verified in its
+//! Persisted trust (beyond upstream; docs/compatibility.md): tough keeps the metadata it verified in its
 //! datastore directory and refuses a timestamp, snapshot or targets older than what is there.
 //! tough does *not* read the trusted root back from its datastore; it always starts from the
 //! root it is given. So [`node_trusted_root`] picks the newer of the shipped root and the root

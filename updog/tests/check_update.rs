@@ -511,6 +511,63 @@ fn later_waves_keep_upstreams_absolute_seed_timing() {
     chain.check(300, &[]).assert_offers("aws-dev 1.2.0\n");
 }
 
+#[test]
+fn a_manifest_with_waves_at_one_time_is_read_and_used_as_upstream() {
+    // Upstream's own updog test data has updates whose waves share a start time; its manifest
+    // reading accepts them, and so must a node here (refusing would refuse the whole manifest).
+    let past = Utc::now().trunc_subsecs(0) - hours(1);
+    let future = Utc::now().trunc_subsecs(0) + hours(5);
+    let mut aws = update("aws-dev", ARCH, "1.2.0", "1.2.0");
+    aws.waves = BTreeMap::from([(0, past), (2047, past)]);
+    let mut metal = update("metal-dev", ARCH, "1.2.0", "1.2.0");
+    metal.waves = BTreeMap::from([(0, future), (20, future), (102, future)]);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = support::custom_repo(
+        &dir.path().join("repo"),
+        &manifest(vec![aws, update("aws-dev", ARCH, "1.1.0", "1.2.0"), metal]),
+    );
+    let server = FaultServer::serve(dir.path()).unwrap();
+    let (node, _) = Node::for_repo(&repo, Some(&server.base_url()), "aws-dev", "1.1.0");
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+
+    // Seed 1487 is in the wave (0, 2047], which starts and ends at `past`: offered.
+    let run = node.updog(&["check-update"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "aws-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+    for warning in [
+        format!(
+            "[WARN] updog::check: manifest.json: updates[0] (variant 'aws-dev', arch '{ARCH}', version '1.2.0'): \
+             wave 2047 starts at {}, at the same time as wave 0 at {}",
+            rfc3339(past),
+            rfc3339(past)
+        ),
+        format!(
+            "[WARN] updog::check: manifest.json: updates[2] (variant 'metal-dev', arch '{ARCH}', version \
+             '1.2.0'): wave 20 starts at {}, at the same time as wave 0",
+            rfc3339(future)
+        ),
+    ] {
+        assert!(run.stderr.contains(&warning), "{warning}\n{run:#?}");
+    }
+
+    // A node of the other variant in the last wave (above 102) waits for its start.
+    node.set_release("metal-dev", "1.1.0");
+    node.updog(&["check-update"]).assert_fails_mentioning(&[&format!(
+        "No update available: metal-dev 1.2.0 is in a later wave for this node (seed 1487); it becomes \
+         available at {} (use --now to ignore waves)",
+        rfc3339(future)
+    )]);
+    let run = node.updog(&["check-update", "--now"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "metal-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+}
+
 // ---- attacks, expiry, persisted trust -------------------------------------------------------------
 
 #[test]
@@ -552,6 +609,40 @@ fn an_expired_timestamp_gives_the_exact_message() {
         "Failed to load the update repository at {}: The repository's timestamp metadata has expired; refusing it (expired metadata may be a freeze attack). The publisher must refresh the repository.",
         config.metadata_base_url
     ));
+}
+
+#[test]
+fn a_stalled_timestamp_fails_after_the_stall_timeout_saying_it_timed_out() {
+    // The server accepts the request, sends the headers and then nothing. tough's own transport
+    // took 4 tries of 30 s and ended in "error decoding response body"; updog's fails after
+    // stall_timeout_seconds, and says so.
+    let server = serve_world();
+    server.add_rule(Rule::new(
+        PathMatch::suffix("timestamp.json"),
+        Fault::StallAfter {
+            bytes: 0,
+            duration: Duration::from_secs(300),
+            then: AfterStall::Continue,
+        },
+    ));
+    let (node, mut config) = chain_node(&server, "aws-dev", "1.1.0");
+    config.extra = "stall_timeout_seconds = 2\n".into();
+    node.set_config(&config);
+    let started = Instant::now();
+    let run = node.updog(&["check-update"]);
+    let took = started.elapsed();
+    run.assert_fails_with(&format!(
+        "Failed to load the update repository at {0}: Failed to fetch {0}timestamp.json: timed out: no data for \
+         2 s (stall timeout) after byte 0; giving up",
+        config.metadata_base_url
+    ));
+    // A bound on a hang, far above the 2 s it should take and far below tough's 150 s.
+    assert!(took < Duration::from_secs(60), "check-update took {took:?}");
+    assert_eq!(
+        server.requests_for("timestamp.json").len(),
+        1,
+        "a stall is not retried"
+    );
 }
 
 /// A site whose `current/` is a symlink to one chain step, swappable between runs.
@@ -835,6 +926,14 @@ fn a_missing_or_malformed_config_names_the_file_and_key() {
         toml.display()
     ));
 
+    let ftp = "ftp://updates.example.com/metadata/";
+    std::fs::write(&toml, config.toml().replace(&config.metadata_base_url, ftp)).unwrap();
+    node.updog(&["check-update"]).assert_fails_with(&format!(
+        "Config file {}: key 'metadata_base_url' must be an absolute URL string (http://, https:// or file://), \
+         found '{ftp}' (scheme 'ftp' is not supported)",
+        toml.display()
+    ));
+
     std::fs::write(&toml, config.toml().replace("\"latest\"", "\"1.2\"")).unwrap();
     node.updog(&["check-update"]).assert_fails_with(&format!(
         "Config file {}: key 'version_lock' must be \"latest\" or a version like \"1.2.3\" or \"v1.2.3\", found \"1.2\"",
@@ -859,9 +958,16 @@ fn a_missing_or_malformed_os_release_names_the_file_and_key() {
             "Release file {}: key 'VERSION_ID' must be a semantic version like 1.2.3, found '1.1'",
             release.display()
         )]);
+    // A lost closing quote is refused, not read as the variant `"aws-dev` or `aws-dev`.
+    std::fs::write(&release, "VERSION_ID=1.1.0\nVARIANT_ID=\"aws-dev\n").unwrap();
+    node.updog(&["check-update"]).assert_fails_with(&format!(
+        "os-release file {}, line 2: the value of VARIANT_ID has an unterminated double quote (\"); a value \
+         must close its quotes on its line",
+        release.display()
+    ));
     std::fs::remove_file(&release).unwrap();
     node.updog(&["check-update"]).assert_fails_with(&format!(
-        "Failed to read release file {}: No such file or directory (os error 2)",
+        "Failed to read os-release file {}: No such file or directory (os error 2)",
         release.display()
     ));
 }
@@ -916,6 +1022,31 @@ fn log_level_debug_logs_on_stderr_and_keeps_stdout_clean() {
     quiet.assert_offers("aws-dev 1.2.0\n");
 }
 
+#[test]
+fn log_levels_are_read_in_any_case_and_off_is_accepted_as_upstream() {
+    let server = serve_world();
+    let (node, _) = chain_node(&server, "aws-dev", "1.1.0");
+    let run = node.updog(&["--log-level", "Debug", "check-update"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "aws-dev 1.2.0\n"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("[DEBUG]"), "{run:#?}");
+    for level in ["off", "OFF", "Warn", "ERROR"] {
+        node.updog(&["check-update", "--log-level", level])
+            .assert_offers("aws-dev 1.2.0\n");
+    }
+    let run = node.updog(&["check-update", "--log-level", "verbose"]);
+    assert_eq!((run.code, run.stdout.as_str()), (Some(1), ""), "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "invalid log level 'verbose' (expected off, error, warn, info, debug or trace, in any case)"
+        ),
+        "{run:#?}"
+    );
+}
+
 /// A stand-in proxy: records the first line of each request, answers 502, closes.
 struct RecordingProxy {
     addr: std::net::SocketAddr,
@@ -948,47 +1079,146 @@ impl RecordingProxy {
     fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// Whether, among the requests after the first `since`, one asked to CONNECT to `host:443`.
+    fn connected_to(&self, since: usize, host: &str) -> bool {
+        let connect = format!("CONNECT {host}:443 HTTP/1.1");
+        self.seen()[since..].contains(&connect)
+    }
+}
+
+/// A node that trusts the chain's root and fetches from `https://{host}/metadata/` and
+/// `…/targets/`, with `extra` appended to its updog.toml. Failed requests are not retried
+/// (`download_retries = 0`): every request these tests make fails, and one try says enough.
+fn https_node(node: Option<Node>, host: &str, extra: &str) -> Node {
+    let metadata: url::Url = format!("https://{host}/metadata/").parse().unwrap();
+    let targets: url::Url = format!("https://{host}/targets/").parse().unwrap();
+    let mut config = NodeConfig::new(&metadata, &targets);
+    config.extra = format!("download_retries = 0\n{extra}");
+    match node {
+        Some(node) => {
+            node.set_config(&config);
+            node
+        }
+        None => Node::new(
+            &world().chain("1.2.0").trusted_root(),
+            "aws-dev",
+            "1.1.0",
+            &config,
+        ),
+    }
+}
+
+/// A loopback address nothing listens on.
+fn closed_port() -> std::net::SocketAddr {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap()
 }
 
 #[test]
 fn https_proxy_and_no_proxy_from_updog_toml_are_used_as_upstream() {
     let proxy = RecordingProxy::start();
-    let root = world().chain("1.2.0").trusted_root();
-    let https = |host: &str| -> (url::Url, url::Url) {
-        (
-            format!("https://{host}/metadata/").parse().unwrap(),
-            format!("https://{host}/targets/").parse().unwrap(),
-        )
-    };
 
     // Through the proxy: the client asks it to CONNECT to the repository host (which need not
-    // resolve, as only the proxy connects to it).
-    let (metadata, targets) = https("updates.example.test");
-    let mut config = NodeConfig::new(&metadata, &targets);
-    config.extra = format!("https_proxy = \"http://{}\"\n", proxy.addr);
-    let node = Node::new(&root, "aws-dev", "1.1.0", &config);
+    // resolve, as only the proxy connects to it). check-update and update-image (which loads
+    // the repository before it touches a disk) both go through it.
+    let node = https_node(
+        None,
+        "updates.example.test",
+        &format!("https_proxy = \"http://{}\"\n", proxy.addr),
+    );
+    for command in ["check-update", "update-image"] {
+        let before = proxy.seen().len();
+        node.updog(&[command])
+            .assert_fails_mentioning(&["Failed to load the update repository"]);
+        assert!(
+            proxy.connected_to(before, "updates.example.test"),
+            "{command}: {:?}",
+            proxy.seen()
+        );
+    }
+
+    // A proxy without a scheme is an http:// proxy, as upstream (reqwest) takes it.
+    let before = proxy.seen().len();
+    let node = https_node(
+        Some(node),
+        "no-scheme.example.test",
+        &format!("https_proxy = \"{}\"\n", proxy.addr),
+    );
     node.updog(&["check-update"])
         .assert_fails_mentioning(&["Failed to load the update repository"]);
-    let seen = proxy.seen();
     assert!(
-        seen.iter()
-            .any(|l| l == "CONNECT updates.example.test:443 HTTP/1.1"),
-        "{seen:?}"
+        proxy.connected_to(before, "no-scheme.example.test"),
+        "{:?}",
+        proxy.seen()
     );
 
     // no_proxy bypasses it: the request goes straight to the (closed) port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_addr = closed.local_addr().unwrap();
-    drop(closed);
     let before = proxy.seen().len();
-    let (metadata, targets) = https(&closed_addr.to_string());
-    let mut config = NodeConfig::new(&metadata, &targets);
-    config.extra = format!(
-        "https_proxy = \"http://{}\"\nno_proxy = [\"localhost\", \"127.0.0.1\"]\n",
-        proxy.addr
+    let node = https_node(
+        Some(node),
+        &closed_port().to_string(),
+        &format!(
+            "https_proxy = \"http://{}\"\nno_proxy = [\"localhost\", \"127.0.0.1\"]\n",
+            proxy.addr
+        ),
     );
-    node.set_config(&config);
     node.updog(&["check-update"])
         .assert_fails_mentioning(&["Failed to load the update repository"]);
     assert_eq!(proxy.seen().len(), before, "{:?}", proxy.seen());
+}
+
+#[test]
+fn the_environments_proxy_applies_only_where_updog_toml_sets_none() {
+    let env_proxy = RecordingProxy::start();
+    let toml_proxy = RecordingProxy::start();
+    let env_proxy_url = format!("http://{}", env_proxy.addr);
+    let run = |node: &Node, env: &[(&str, &str)]| {
+        let mut command = node.command(&["check-update"]);
+        command.envs(env.iter().copied());
+        support::Run::from(command.output().unwrap())
+    };
+
+    // No proxy in updog.toml: HTTPS_PROXY from the environment is used, as upstream.
+    let node = https_node(None, "updates.example.test", "");
+    run(&node, &[("HTTPS_PROXY", &env_proxy_url)])
+        .assert_fails_mentioning(&["Failed to load the update repository"]);
+    assert!(
+        env_proxy.connected_to(0, "updates.example.test"),
+        "{:?}",
+        env_proxy.seen()
+    );
+
+    // updog.toml's proxy wins over the environment's (upstream overwrites HTTPS_PROXY).
+    let env_seen = env_proxy.seen().len();
+    let node = https_node(
+        Some(node),
+        "updates.example.test",
+        &format!("https_proxy = \"http://{}\"\n", toml_proxy.addr),
+    );
+    run(&node, &[("HTTPS_PROXY", &env_proxy_url)])
+        .assert_fails_mentioning(&["Failed to load the update repository"]);
+    assert!(
+        toml_proxy.connected_to(0, "updates.example.test"),
+        "{:?}",
+        toml_proxy.seen()
+    );
+    assert_eq!(env_proxy.seen().len(), env_seen, "{:?}", env_proxy.seen());
+
+    // updog.toml gives a proxy but no no_proxy: the environment's NO_PROXY still applies
+    // (upstream leaves it alone then).
+    let toml_seen = toml_proxy.seen().len();
+    let node = https_node(
+        Some(node),
+        &closed_port().to_string(),
+        &format!("https_proxy = \"http://{}\"\n", toml_proxy.addr),
+    );
+    run(&node, &[("NO_PROXY", "127.0.0.1")])
+        .assert_fails_mentioning(&["Failed to load the update repository"]);
+    assert_eq!(
+        toml_proxy.seen().len(),
+        toml_seen,
+        "{:?}",
+        toml_proxy.seen()
+    );
 }

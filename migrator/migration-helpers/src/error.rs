@@ -72,6 +72,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[snafu(display("{source}"))]
+    OsReleaseSyntax {
+        source: nodeio::os_release::OsReleaseError,
+    },
+
     #[snafu(display("Setting '{setting}' holds a list with non-string items: {data:?}"))]
     ReplaceListContents {
         setting: String,
