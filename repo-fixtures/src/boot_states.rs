@@ -130,12 +130,16 @@ pub fn set_state(node: &Node, disk: &FixtureDisk, state: BootState) {
     table[boot_number(disk, SetSelect::A)].attribute_bits = state.a;
     table[boot_number(disk, SetSelect::B)].attribute_bits = state.b;
     table.write_into(&mut file).expect("write the table");
-    let partuuid = Guid::from_disk_bytes(table[boot_number(disk, state.active)].unique_partition_guid);
+    let partuuid =
+        Guid::from_disk_bytes(table[boot_number(disk, state.active)].unique_partition_guid);
     let cmdline = node.cmdline_path();
     fs::create_dir_all(cmdline.parent().expect("proc dir")).expect("create proc/");
     fs::write(
         &cmdline,
-        format!("root=/dev/dm-0 {}\n", cmdline::boot_partition_args(partuuid)),
+        format!(
+            "root=/dev/dm-0 {}\n",
+            cmdline::boot_partition_args(partuuid)
+        ),
     )
     .expect("write the command line");
 }
@@ -155,9 +159,16 @@ pub fn read_state(node: &Node, disk: &FixtureDisk) -> BootState {
 
 /// Both copies of the GPT (the first 34 and the last 33 sectors): what a refused command must leave as it was.
 pub fn table_bytes(disk: &FixtureDisk) -> Vec<u8> {
-    let bytes = fs::read(&disk.path).expect("read the disk");
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(&disk.path).expect("open the disk");
+    let len = file.metadata().expect("stat the disk").len();
     let (head, tail) = (34 * 512, 33 * 512);
-    [&bytes[..head], &bytes[bytes.len() - tail..]].concat()
+    let mut bytes = vec![0; head + tail];
+    file.read_exact_at(&mut bytes[..head], 0)
+        .expect("read the primary copy");
+    file.read_exact_at(&mut bytes[head..], len - tail as u64)
+        .expect("read the backup copy");
+    bytes
 }
 
 /// Whether the disk's table would boot, by the bootloader rule.

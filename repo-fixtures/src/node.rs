@@ -360,7 +360,8 @@ impl Node {
         let pick = boot_rule::apply(&mut table).context(NoBootableSetSnafu { disk: &self.disk })?;
         if pick.spent_a_try() {
             // GRUB writes the spent try whatever is left to boot: no bootability guard here.
-            disk.write_table_as_bootloader(&mut table).context(DiskSnafu)?;
+            disk.write_table_as_bootloader(&mut table)
+                .context(DiskSnafu)?;
         }
         let boot_index = table
             .iter()

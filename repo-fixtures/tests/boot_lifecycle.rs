@@ -68,10 +68,15 @@ fn running_confirmed_b(dir: &Path) -> (Node, FixtureDisk) {
 
 /// Sets the raw bits of `role`'s entry behind signpost's back, as another tool could.
 fn set_bits_directly(disk: &FixtureDisk, role: Role, bits: u64) {
-    let os_disk = signpost::OsDisk::open(&disk.path).unwrap();
-    let mut table = os_disk.read_table().unwrap();
+    // Through gptman, not signpost: another tool has no bootability guard.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk.path)
+        .unwrap();
+    let mut table = gptman::GPT::find_from(&mut file).unwrap();
     table[disk.number(role)].attribute_bits = bits;
-    os_disk.write_table(&mut table).unwrap();
+    table.write_into(&mut file).unwrap();
 }
 
 #[test]

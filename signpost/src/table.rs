@@ -68,7 +68,11 @@ pub fn write_table(file: &mut File, path: &Path, table: &mut GPT) -> Result<(), 
 /// [`write_table`] without the bootability guard: only for a simulated bootloader, which (as GRUB does) spends
 /// the try of the set it boots even when that leaves no other set bootable; the booted set then marks itself
 /// successful or the next boot fails. No command of this project calls it.
-pub fn write_table_as_bootloader(file: &mut File, path: &Path, table: &mut GPT) -> Result<(), Error> {
+pub fn write_table_as_bootloader(
+    file: &mut File,
+    path: &Path,
+    table: &mut GPT,
+) -> Result<(), Error> {
     write_copies(file, path, table, Copies::Both)?;
     verify_table(file, path, table)
 }

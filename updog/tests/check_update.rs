@@ -869,16 +869,16 @@ fn a_second_updog_fails_fast_naming_the_running_one() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let lock = node.path("run/lock/updog.lock");
+    let lock = node.path("run/lock/abupdate/updog.lock");
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), format!("{pid}\n"));
 
     let started = Instant::now();
     let second = node.updog(&["check-update"]);
     let took = started.elapsed();
-    second.assert_fails_with(&format!(
-        "Another updog is running (pid {pid}); lock {} is held. Wait for it to finish.",
-        lock.display()
-    ));
+    second.assert_fails_mentioning(&[
+        &format!("updog's state (trusted TUF metadata and caches) is in use: pid {pid} ("),
+        &format!("holds lock {}. Wait for it to finish.", lock.display()),
+    ]);
     assert!(
         took < Duration::from_secs(5),
         "the second run waited {took:?}"
@@ -1127,9 +1127,17 @@ fn https_proxy_and_no_proxy_from_updog_toml_are_used_as_upstream() {
         "updates.example.test",
         &format!("https_proxy = \"http://{}\"\n", proxy.addr),
     );
+    // update-image needs the node's disk (it refuses before fetching on a disk it may not write).
+    let disk = repo_fixtures::disk::DiskBuilder::new()
+        .build(node.path("disk.img"))
+        .unwrap();
+    repo_fixtures::node::Node::new(node.path(""), &disk.path)
+        .boot()
+        .unwrap();
+    let disk_arg = disk.path.to_str().unwrap();
     for command in ["check-update", "update-image"] {
         let before = proxy.seen().len();
-        node.updog(&[command])
+        node.updog(&["--disk", disk_arg, command])
             .assert_fails_mentioning(&["Failed to load the update repository"]);
         assert!(
             proxy.connected_to(before, "updates.example.test"),
@@ -1221,4 +1229,49 @@ fn the_environments_proxy_applies_only_where_updog_toml_sets_none() {
         "{:?}",
         toml_proxy.seen()
     );
+}
+
+#[test]
+fn a_link_or_a_foreign_directory_at_the_lock_is_refused_and_nothing_is_written_through_it() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let sysroot = dir.path().join("sysroot");
+    // /run/lock is world-writable on many hosts: anyone may plant entries there.
+    let run_lock = sysroot.join("run/lock");
+    std::fs::create_dir_all(&run_lock).unwrap();
+    std::fs::set_permissions(&run_lock, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+
+    // A symlink where the lock file goes.
+    let lock_dir = run_lock.join("abupdate");
+    std::fs::create_dir(&lock_dir).unwrap();
+    let lock = lock_dir.join("updog.lock");
+    symlink(&victim, &lock).unwrap();
+    for command in ["check-update", "update-revert", "update-image"] {
+        let run = support::run_updog(&sysroot, &[command]);
+        run.assert_fails_with(&format!(
+            "Refusing lock file {}: it is a symbolic link",
+            lock.display()
+        ));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+
+    // The lock directory itself replaced by a link, or made writable by others.
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::remove_dir(&lock_dir).unwrap();
+    symlink(dir.path(), &lock_dir).unwrap();
+    support::run_updog(&sysroot, &["check-update"]).assert_fails_with(&format!(
+        "Refusing lock directory {}: it is a symbolic link",
+        lock_dir.display()
+    ));
+    std::fs::remove_file(&lock_dir).unwrap();
+    std::fs::create_dir(&lock_dir).unwrap();
+    std::fs::set_permissions(&lock_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    support::run_updog(&sysroot, &["check-update"]).assert_fails_with(&format!(
+        "Refusing lock directory {}: others can write it (mode 777); it must be writable by its owner only",
+        lock_dir.display()
+    ));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+    assert_eq!(std::fs::read_dir(&lock_dir).unwrap().count(), 0);
 }

@@ -579,6 +579,64 @@ fn update_revert_before_the_reboot_keeps_the_old_release_and_apply_works_again()
     node.boot_expecting(SetSelect::B, "1.2.0");
 }
 
+/// Copies the directory tree `from` to `to` (files and directories; the node's sysroot holds nothing else).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn on_an_unconfirmed_boot_update_image_is_refused_and_revert_returns_to_the_old_set() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let node = TestNode::on_image_file("1.1.0");
+    update_and_boot(&node, &server);
+    // Booted 1.2.0 in B, its try spent, not yet marked successful: A is the only set that can boot again.
+    assert_eq!(
+        (node.bits("A"), node.bits("B")),
+        ((1, 0, true), (2, 0, false))
+    );
+    let requests = server.requests().len();
+    let table = std::fs::read(node.node.disk()).unwrap();
+
+    for command in ["update-image", "update"] {
+        let run = node.updog(&[command, "--image", "1.1.0"]);
+        assert_failed(
+            &run,
+            &[
+                "The running set B",
+                "has not been marked successful",
+                "mark-successful-boot",
+            ],
+        );
+    }
+    assert_eq!(server.requests().len(), requests, "nothing was fetched");
+    assert!(
+        std::fs::read(node.node.disk()).unwrap() == table,
+        "the disk changed"
+    );
+
+    let run = node.updog(&["update-revert"]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    assert_eq!(
+        (node.bits("A"), node.bits("B")),
+        ((2, 0, true), (1, 0, false))
+    );
+    assert_eq!(node.status()["next"], "A");
+    node.boot_expecting(SetSelect::A, "1.1.0");
+}
+
 #[test]
 fn update_apply_without_a_valid_image_is_refused_with_signposts_message() {
     if !tools() {
@@ -962,18 +1020,14 @@ fn a_second_updog_is_refused_and_killing_the_first_mid_image_changes_nothing() {
     // It is inside the ROOT write: the inactive set was cleared before the first byte.
     assert_eq!(node.bits("B"), (0, 0, false));
 
-    let lock = node.sysroot().join("run/lock/updog.lock");
+    let lock = node.sysroot().join("run/lock/abupdate/updog.lock");
     let second = node.updog(&["update-image"]);
-    assert_eq!(
-        (second.code, second.stdout.as_str(), second.stderr.clone()),
-        (
-            Some(1),
-            "",
-            format!(
-                "Another updog is running (pid {pid}); lock {} is held. Wait for it to finish.\n",
-                lock.display()
-            )
-        )
+    assert_failed(
+        &second,
+        &[
+            &format!("updog's state (trusted TUF metadata and caches) is in use: pid {pid} ("),
+            &format!("holds lock {}. Wait for it to finish.", lock.display()),
+        ],
     );
     for command in ["update-apply", "update-revert", "update"] {
         assert_eq!(
@@ -982,6 +1036,49 @@ fn a_second_updog_is_refused_and_killing_the_first_mid_image_changes_nothing() {
             "{command} while locked"
         );
     }
+
+    // signpost may not make the half-written set bootable meanwhile: it needs the disk's lock, which updog holds.
+    for command in [
+        "mark-inactive-valid",
+        "upgrade-to-inactive",
+        "cancel-upgrade",
+        "clear-inactive",
+    ] {
+        let run = node.node.signpost(&[command]);
+        assert_eq!(
+            run.code, 1,
+            "signpost {command} while updog writes ROOT: {run:?}"
+        );
+        assert!(
+            run.stderr.starts_with(&format!(
+                "OS disk {} is in use: pid {pid} (",
+                node.node.disk().display()
+            )),
+            "{run:?}"
+        );
+    }
+    assert_eq!(node.bits("B"), (0, 0, false));
+
+    // Another sysroot naming the same disk (through another path) is refused too: the lock is the disk's.
+    let other = tempfile::tempdir().unwrap();
+    let alias = other.path().join("same-disk.img");
+    std::os::unix::fs::symlink(node.node.disk(), &alias).unwrap();
+    copy_tree(node.sysroot(), &other.path().join("sysroot"));
+    let other_sysroot = other.path().join("sysroot");
+    for command in ["update-image", "update-apply", "update-revert"] {
+        let run = support::run_updog(
+            &other_sysroot,
+            &["--disk", alias.to_str().unwrap(), command],
+        );
+        assert_failed(
+            &run,
+            &[&format!(
+                "OS disk {} is in use: pid {pid} (",
+                alias.display()
+            )],
+        );
+    }
+    assert_eq!(node.bits("B"), (0, 0, false));
 
     first.kill().unwrap();
     first.wait().unwrap();

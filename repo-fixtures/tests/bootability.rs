@@ -1,0 +1,197 @@
+//! Invariant I7, for every signpost command in every state: on a Bottlerocket-layout disk set to each combination
+//! of gptprio bits on both sets (priority 0/1/2/15, tries 0/1/15, successful or not) with either set running, each
+//! command either fails with both GPT copies byte-for-byte unchanged, or leaves a table on which the bootloader rule
+//! boots a set. The reachable states (from a fresh install, by the commands and boots themselves) are checked again
+//! with `cgpt` reading the bits independently.
+
+use repo_fixtures::boot_states::{self, BootState, MUTATING_COMMANDS};
+use repo_fixtures::disk::{Bank, DiskBuilder, FixtureDisk, Role};
+use repo_fixtures::gpt_tools::cgpt_flags;
+use repo_fixtures::node::Node;
+use repo_fixtures::require::require_tool;
+use signpost::{GptPrio, SetSelect};
+
+fn node() -> (tempfile::TempDir, Node, FixtureDisk) {
+    // tmpfs where there is one: thousands of table writes, each fsynced twice.
+    let dir = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    };
+    let (node, disk) = Node::create_with(dir.path(), &DiskBuilder::new()).unwrap();
+    (dir, node, disk)
+}
+
+fn flags(priority: u8, tries: u8, successful: bool) -> GptPrio {
+    let mut flags = GptPrio::default();
+    flags.set_priority(priority);
+    flags.set_tries_left(tries);
+    flags.set_successful(successful);
+    flags
+}
+
+#[test]
+fn every_command_in_every_state_refuses_unchanged_or_leaves_a_bootable_set() {
+    let (_dir, node, disk) = node();
+    let states = boot_states::grid();
+    assert_eq!(states.len(), 24 * 24 * 2);
+    let (mut written, mut guarded) = (0, 0);
+    for &state in &states {
+        for command in MUTATING_COMMANDS
+            .iter()
+            .chain(&["status", "has-boot-ever-succeeded"])
+        {
+            boot_states::set_state(&node, &disk, state);
+            let before = boot_states::table_bytes(&disk);
+            let run = node.signpost(&[command]);
+            let after = boot_states::table_bytes(&disk);
+            if !MUTATING_COMMANDS.contains(command) {
+                assert_eq!(
+                    (run.code, &before),
+                    (0, &after),
+                    "`{command}` in {state:?}: {run:?}"
+                );
+                continue;
+            }
+            if run.code != 0 {
+                assert_eq!(
+                    before, after,
+                    "`{command}` in {state:?} failed but changed the table: {run:?}"
+                );
+                assert!(
+                    !run.stderr.is_empty(),
+                    "`{command}` in {state:?} failed silently"
+                );
+                if run.stderr.contains("no set would boot") {
+                    guarded += 1;
+                }
+                continue;
+            }
+            if before != after {
+                written += 1;
+            }
+            assert!(
+                boot_states::disk_boots(&disk),
+                "`{command}` in {state:?} left {:?}, which boots nothing",
+                boot_states::read_state(&node, &disk)
+            );
+        }
+    }
+    // Not vacuous: commands did write, and the guard did refuse some.
+    assert!(written > 1000, "only {written} writes");
+    assert!(guarded > 100, "the guard refused only {guarded}");
+}
+
+#[test]
+fn on_an_unconfirmed_boot_cancel_returns_to_the_previous_set_and_nothing_clears_it() {
+    let (_dir, node, disk) = node();
+    for state in boot_states::grid() {
+        let active = state.flags(state.active);
+        let previous = state.flags(state.inactive());
+        if active.successful() {
+            continue;
+        }
+        boot_states::set_state(&node, &disk, state);
+        let run = node.signpost(&["cancel-upgrade"]);
+        if previous.will_boot() {
+            assert_eq!(run.code, 0, "{state:?}: {run:?}");
+            let after = boot_states::read_state(&node, &disk);
+            assert_eq!(
+                after.flags(state.inactive()).priority(),
+                2,
+                "{state:?} → {after:?}"
+            );
+            assert_eq!(
+                after.flags(state.active).priority(),
+                1,
+                "{state:?} → {after:?}"
+            );
+            assert_eq!(
+                node.signpost(&["status"]).stdout.lines().last(),
+                Some(format!("Next:    Set {}", state.inactive()).as_str())
+            );
+        }
+        boot_states::set_state(&node, &disk, state);
+        let run = node.signpost(&["clear-inactive"]);
+        assert_eq!(run.code, 1, "{state:?}: {run:?}");
+        assert!(
+            run.stderr.contains("has not been marked successful"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn the_reported_defect_a_revert_on_an_unconfirmed_boot_keeps_a_bootable_set() {
+    let (_dir, node, disk) = node();
+    // Booted B after an upgrade, not yet marked successful; A is the old, confirmed set.
+    let state = BootState::new(flags(1, 0, true), flags(2, 0, false), SetSelect::B);
+    boot_states::set_state(&node, &disk, state);
+    let run = node.signpost(&["cancel-upgrade"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let status = node.signpost(&["status"]).stdout;
+    assert!(
+        status.ends_with("Next:    Set A\n") || status.ends_with("Next:    Set A"),
+        "{status}"
+    );
+    let booted = node.boot().unwrap();
+    assert_eq!(booted.set, SetSelect::A);
+}
+
+#[test]
+fn every_reachable_state_agrees_with_cgpt_after_every_command() {
+    if !require_tool("cgpt") {
+        return;
+    }
+    let (_dir, node, disk) = node();
+    node.boot().unwrap();
+    assert_eq!(node.signpost(&["mark-successful-boot"]).code, 0);
+    let start = boot_states::read_state(&node, &disk);
+    let reachable = boot_states::reachable(&node, &disk, start);
+    eprintln!("{} reachable states: {reachable:#?}", reachable.len());
+    // The fresh state, an upgrade staged, booted, confirmed, cancelled, rolled back, on both sets.
+    assert!(
+        reachable.len() >= 8,
+        "only {} reachable: {reachable:?}",
+        reachable.len()
+    );
+    let numbers = [
+        disk.number(Role::Boot(Bank::A)),
+        disk.number(Role::Boot(Bank::B)),
+    ];
+    for &state in &reachable {
+        assert!(state.bootable(), "reached {state:?}, which boots nothing");
+        for command in MUTATING_COMMANDS {
+            boot_states::set_state(&node, &disk, state);
+            let before = boot_states::table_bytes(&disk);
+            let run = node.signpost(&[command]);
+            if run.code != 0 {
+                assert_eq!(
+                    before,
+                    boot_states::table_bytes(&disk),
+                    "`{command}` in {state:?}"
+                );
+                continue;
+            }
+            // cgpt reads the bits on its own; the rule applied to what it read must boot a set.
+            let read: Vec<_> = numbers
+                .iter()
+                .map(|&n| cgpt_flags(&disk.path, n).unwrap())
+                .collect();
+            assert!(
+                read.iter()
+                    .any(|f| f.priority > 0 && (f.tries_left > 0 || f.successful)),
+                "`{command}` in {state:?}: cgpt reads {read:?}, which boots nothing"
+            );
+            let after = boot_states::read_state(&node, &disk);
+            for (set, tool) in [SetSelect::A, SetSelect::B].into_iter().zip(&read) {
+                let ours = after.flags(set);
+                assert_eq!(
+                    (tool.priority, tool.tries_left, tool.successful),
+                    (ours.priority(), ours.tries_left(), ours.successful()),
+                    "`{command}` in {state:?}: set {set}"
+                );
+            }
+        }
+    }
+}
