@@ -7,6 +7,7 @@
 
 mod support;
 
+use repo_fixtures::boot_states;
 use repo_fixtures::chain::{self, ChainOptions, FixtureRepo};
 use repo_fixtures::disk::{Bank, DiskBuilder, FixtureDisk, Role};
 use repo_fixtures::gpt_tools::{cgpt_flags, sgdisk_attribute_bits};
@@ -635,6 +636,77 @@ fn on_an_unconfirmed_boot_update_image_is_refused_and_revert_returns_to_the_old_
     );
     assert_eq!(node.status()["next"], "A");
     node.boot_expecting(SetSelect::A, "1.1.0");
+}
+
+/// Invariant I7 for updog's commands: from every state the node's own commands and boots reach, each update command
+/// either fails with both GPT copies unchanged, or leaves a set that boots (by the rule, and by what cgpt reads);
+/// update-image never changes the running set's bits, and on an unconfirmed boot it is refused.
+#[test]
+fn every_update_command_on_every_reachable_state_refuses_unchanged_or_leaves_a_bootable_set() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let node = TestNode::on_image_file("1.1.0");
+    node.configure(newest(), &server.base_url(), "");
+    assert_eq!(node.node.signpost(&["mark-successful-boot"]).code, 0);
+    // Both sets hold images, so that the search's boots (which check dm-verity) reach B too.
+    assert_eq!(node.updog(&["update-image"]).code, Some(0));
+    let start = boot_states::read_state(&node.node, &node.disk);
+    let reachable = boot_states::reachable(&node.node, &node.disk, start);
+    // Upgrades staged, booted, confirmed, cancelled and rolled back, on either set.
+    assert!(
+        reachable.len() >= 24,
+        "only {}: {reachable:?}",
+        reachable.len()
+    );
+    // The boots of the search changed os-release; this node runs 1.1.0 again.
+    support::Node::set_release_in(node.sysroot(), VARIANT, "1.1.0");
+    let (mut refused, mut written) = (0, 0);
+    for &state in &reachable {
+        for command in ["update-apply", "update-revert", "update-image", "update"] {
+            boot_states::set_state(&node.node, &node.disk, state);
+            let before = boot_states::table_bytes(&node.disk);
+            let run = node.updog(&[command]);
+            if run.code != Some(0) {
+                refused += 1;
+                assert_eq!(
+                    before,
+                    boot_states::table_bytes(&node.disk),
+                    "`{command}` in {state:?} failed but changed the table: {run:?}"
+                );
+                continue;
+            }
+            written += 1;
+            let after = boot_states::read_state(&node.node, &node.disk);
+            assert!(
+                boot_states::disk_boots(&node.disk),
+                "`{command}` in {state:?} left {after:?}: nothing boots"
+            );
+            let bits = |set: SetSelect| node.bits(&set.to_string());
+            let (a, b) = (bits(SetSelect::A), bits(SetSelect::B));
+            assert!(
+                [a, b].iter().any(|&(p, t, s)| p > 0 && (t > 0 || s)),
+                "`{command}` in {state:?}: cgpt reads A {a:?}, B {b:?}: nothing boots"
+            );
+            let running = state.flags(state.active);
+            if command == "update-image" {
+                assert!(
+                    running.successful(),
+                    "update-image ran on an unconfirmed boot: {state:?}"
+                );
+                assert_eq!(
+                    after.flags(state.active),
+                    running,
+                    "update-image changed the running set"
+                );
+            }
+        }
+    }
+    assert!(
+        refused > 10 && written > 10,
+        "refused {refused}, written {written}"
+    );
 }
 
 #[test]

@@ -277,9 +277,14 @@ impl Node {
     }
 
     pub fn set_release(&self, variant: &str, version: &str) {
-        std::fs::create_dir_all(self.path("usr/lib")).unwrap();
+        Self::set_release_in(self.dir.path(), variant, version);
+    }
+
+    /// Writes the os-release of `variant` `version` into the sysroot `root`.
+    pub fn set_release_in(root: &Path, variant: &str, version: &str) {
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
         std::fs::write(
-            self.path("usr/lib/os-release"),
+            root.join("usr/lib/os-release"),
             format!(
                 "NAME=Bottlerocket\nID=bottlerocket\nPRETTY_NAME=\"Bottlerocket OS {version} ({variant})\"\nVARIANT_ID={variant}\nVERSION_ID={version}\nBUILD_ID=fixture\n"
             ),
