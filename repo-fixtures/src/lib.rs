@@ -1,4 +1,4 @@
-//! The updater's test world (DESIGN.md §7).
+//! The updater's test world.
 //!
 //! - [`http`]: an in-process HTTP/1.1 server over a directory that injects faults per request (drop at byte N,
 //!   stall, corrupt a byte, 4xx/5xx, refuse Range, endless body, rate limit) and records every request.

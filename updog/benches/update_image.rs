@@ -1,4 +1,4 @@
-//! The update-image benchmark (DESIGN.md §8; results in docs/performance.md). Run by hand, never by `cargo test`:
+//! The update-image benchmark (the apply pipeline; results in docs/performance.md). Run by hand, never by `cargo test`:
 //!
 //! ```text
 //! cargo bench -p updog --bench update_image [-- --size-mib 1024 --runs 3 --workdir DIR]

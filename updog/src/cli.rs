@@ -1,7 +1,7 @@
 //! updog's command line: upstream's subcommand and flag names (`check-update`, its alias
 //! `whats`, `-a/--all`, `-j/--json`, `-i/--image`, `-n/--now`/`--ignore-waves`, `--log-level`,
 //! hidden `--variant`), the update commands (`update-image`, `update`, `update-apply`,
-//! `update-revert`, `-r/--reboot`), plus `--sysroot` (DESIGN.md §4), `--disk` and a hidden `--arch`.
+//! `update-revert`, `-r/--reboot`), plus `--sysroot`, `--disk` and a hidden `--arch`.
 //! As upstream, flags may come before or after the subcommand, and usage errors exit 1.
 
 use crate::check::{self, CheckOptions, Node, Output};

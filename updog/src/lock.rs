@@ -1,4 +1,4 @@
-//! One updog at a time on a node's state (DESIGN.md I6): the trusted-metadata store, the migration and metadata
+//! One updog at a time on a node's state (invariant I6, docs/architecture.md): the trusted-metadata store, the migration and metadata
 //! caches. An exclusive lock on `/run/lock/abupdate/updog.lock` under the sysroot, taken without waiting, through
 //! [`nodeio::Lock`]: no symlink, hard link or foreign file at that path is followed or written, the directory must
 //! be private, and a second run names the holder's pid and command line.

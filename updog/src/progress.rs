@@ -1,4 +1,4 @@
-//! Progress of an update (beyond upstream, DESIGN.md §6): bytes done and total, per image and phase.
+//! Progress of an update (beyond upstream): bytes done and total, per image and phase.
 //!
 //! Phases, in order: `migrations` (the migrations and manifest.json cached for migrator; bytes of the listed
 //! targets), then for each image `root`, `boot`, `hash`: `write` (bytes of the compressed target downloaded and

@@ -1,4 +1,4 @@
-//! The node's well-known paths, resolved under `--sysroot` (DESIGN.md §4): with the default
+//! The node's well-known paths, resolved under `--sysroot` (docs/architecture.md, "The node's paths"): with the default
 //! sysroot `/` they are the real paths; a test points the sysroot at a temporary directory and
 //! gets a whole node there.
 
@@ -12,10 +12,10 @@ pub const TRUSTED_ROOT: &str = "/usr/share/updog/root.json";
 pub const OS_RELEASE: &str = "/usr/lib/os-release";
 /// updog's persisted TUF trust: tough's datastore (`root.json`, `timestamp.json`,
 /// `snapshot.json`, `targets.json`, `latest_known_time.json`). Not upstream: upstream loads into
-/// a temporary directory and so forgets what it trusted (DESIGN.md I5). Under `/var/lib`
+/// a temporary directory and so forgets what it trusted (invariant I5, docs/architecture.md). Under `/var/lib`
 /// because it must survive reboots, and not inside `/var/cache`, which may be wiped.
 pub const TUF_DATASTORE: &str = "/var/lib/updog/tuf";
-/// The lock that keeps two updog runs from interleaving (DESIGN.md I6).
+/// The lock that keeps two updog runs from interleaving (invariant I6, docs/architecture.md).
 pub const LOCK_FILE: &str = "/run/lock/abupdate/updog.lock";
 /// Where update-image caches the TUF metadata migrator verifies after reboot (upstream's path).
 pub const METADATA_CACHE: &str = "/var/cache/bottlerocket-metadata";

@@ -1,7 +1,7 @@
 //! `updog update-image`, `update`, `update-apply`, `update-revert`: write the chosen update into the inactive
 //! partition set, make it the next boot, or take that back.
 //!
-//! update-image, in upstream's order and crash-safe at every step (DESIGN.md I1, I2, I4):
+//! update-image, in upstream's order and crash-safe at every step (invariants I1, I2, I4 of docs/architecture.md):
 //!
 //! 0. the OS disk's lock ([`DiskLock`]) is held from before the table is first read to the end, so no other
 //!    writer (signpost, another updog under another sysroot) changes the table or the set meanwhile;

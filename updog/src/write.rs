@@ -1,4 +1,4 @@
-//! Writing one image into one partition of the inactive set (DESIGN.md §8): the verified download stream → lz4
+//! Writing one image into one partition of the inactive set (a pipeline over both cores): the verified download stream → lz4
 //! frame decoder → large aligned writes, with a checksum of the image computed while writing; every written part
 //! flushed to the device and then read back from it, and the read-back must give the same checksum.
 //!

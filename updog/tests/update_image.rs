@@ -2,7 +2,7 @@
 //! and a Bottlerocket-layout disk holding real images of the release it runs), against the fixture chain over HTTP
 //! (the fault server and nginx): the update is written, verified, applied and booted; reverted; and every failure
 //! (a stall, a corrupt byte, an oversized or truncated image, a read-only partition, a killed run) leaves the node
-//! as it was (DESIGN.md I1, I2): the inactive set cannot boot (checked with signpost, cgpt and sgdisk), the running
+//! as it was (invariants I1, I2): the inactive set cannot boot (checked with signpost, cgpt and sgdisk), the running
 //! set's bits and bytes are unchanged, and the node boots the old release.
 
 mod support;

@@ -1,4 +1,4 @@
-//! A fault-injecting HTTP/1.1 server over a directory, for tests (DESIGN.md §7 "Servers").
+//! A fault-injecting HTTP/1.1 server over a directory, for tests.
 //!
 //! ```no_run
 //! use repo_fixtures::http::{Fault, FaultServer, PathMatch, Rule};
