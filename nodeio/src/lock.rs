@@ -307,7 +307,8 @@ fn describe_holder(mut file: File) -> String {
         .and_then(|_| file.read_to_string(&mut text))
         .ok()
         .and_then(|_| text.trim().parse().ok());
-    let Some(pid) = pid else {
+    // The holder writes its pid just after locking; in that window the kernel's lock table names it.
+    let Some(pid) = pid.or_else(|| flock_holder(&file)) else {
         return "a process that has not written its pid yet".into();
     };
     let command = fs::read(format!("/proc/{pid}/cmdline"))
@@ -324,6 +325,26 @@ fn describe_holder(mut file: File) -> String {
     } else {
         format!("pid {pid} ({command})")
     }
+}
+
+/// The pid holding a `flock` on `file`, from `/proc/locks` (`1: FLOCK ADVISORY WRITE 1234 00:2d:5678 0 EOF`;
+/// waiters' lines carry `->` and hold nothing).
+fn flock_holder(file: &File) -> Option<u32> {
+    let metadata = file.metadata().ok()?;
+    let device = metadata.dev();
+    let wanted = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(device),
+        rustix::fs::minor(device),
+        metadata.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -355,6 +376,27 @@ mod tests {
         assert!(!path.exists(), "released lock files are removed");
         let again = Lock::at(&path, "updog's state").unwrap();
         assert_eq!(again.path(), path);
+    }
+
+    #[test]
+    fn a_holder_that_has_not_written_its_pid_yet_is_named_from_the_kernels_lock_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = Lock::at(&path, "x").unwrap();
+        // As in the instant between flock and the pid write.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let err = Lock::at(&path, "x").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("x is in use: pid {} (", std::process::id())),
+            "{err}"
+        );
+        drop(held);
     }
 
     #[test]
