@@ -8,6 +8,10 @@
 use crate::error::{self, Result};
 use crate::killpoint::KillPoints;
 use crate::run::{DEFAULT_MIGRATION_TIMEOUT, Migrator, Outcome};
+
+/// The longest `--migration-timeout`: a week. A boot that waits longer for one migration is as good as hung, and a
+/// bound keeps the deadline arithmetic far from overflow.
+pub const MAX_MIGRATION_TIMEOUT_SECS: u64 = 7 * 86_400;
 use clap::{ArgGroup, Parser};
 use semver::Version;
 use snafu::{OptionExt, ResultExt};
@@ -58,7 +62,7 @@ pub struct Cli {
         long,
         value_name = "SECS",
         default_value_t = DEFAULT_MIGRATION_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=MAX_MIGRATION_TIMEOUT_SECS)
     )]
     pub migration_timeout: u64,
 }

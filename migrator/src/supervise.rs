@@ -133,7 +133,11 @@ impl RunningMigration {
     /// output meanwhile; then kills its whole process group, waits until no process of the group
     /// is left, and reaps it. A timeout is an error naming the migration and the timeout.
     pub fn finish(mut self, timeout: Duration) -> Result<Finished> {
-        let deadline = self.started + timeout;
+        // A timeout too large to add is no deadline in practice: a year from now.
+        let deadline = self
+            .started
+            .checked_add(timeout)
+            .unwrap_or_else(|| self.started + Duration::from_secs(365 * 86_400));
         let exited = self.wait_for_exit(deadline)?;
         kill_group(self.pgid);
         // The migration is reaped only once the rest of its group is gone: until then its zombie

@@ -237,8 +237,8 @@ fn usage_errors_exit_2() {
         // No target version.
         with_paths(&[]),
     ];
-    // A migration timeout is a whole number of seconds, at least 1.
-    for timeout in ["0", "-1", "soon", ""] {
+    // A migration timeout is a whole number of seconds, from 1 to a week.
+    for timeout in ["0", "-1", "soon", "", "604801", "18446744073709551615"] {
         cases.push(with_paths(&[
             "--migrate-to-version",
             "1.0.0",

@@ -5,16 +5,19 @@
 //! - [`sync`]: fsync a directory or a whole tree.
 //! - [`lock`]: exclusive locks that follow no links, one per OS disk, datastore or state directory, naming their
 //!   holder.
+//! - [`read`]: read a small text file (config, os-release, cmdline) only if it is a regular file, up to a limit.
 //! - [`os_release`]: parse `/usr/lib/os-release` (`KEY=VALUE` lines, shell-style quoting), with errors naming the
 //!   file, the line and the problem.
 
 pub mod atomic;
 pub mod lock;
 pub mod os_release;
+pub mod read;
 pub mod sync;
 
 pub use atomic::{
     AtomicWrite, AtomicWriteError, Durability, Existing, random_suffix, write_atomically,
 };
 pub use lock::{Lock, LockError, machine_lock_dir};
+pub use read::{SMALL_FILE_LIMIT, read_small_text_file};
 pub use sync::{SyncError, sync_dir, sync_tree};

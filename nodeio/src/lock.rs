@@ -4,11 +4,13 @@
 //! - The lock is the kernel's (`flock` on an open lock file), so a SIGKILLed holder never leaves a stale lock.
 //! - Lock files live in a directory owned by this user (root on a node) that no one else may write, and are opened
 //!   with `O_NOFOLLOW | O_CLOEXEC`; a lock file that is a link, not a regular file, owned by someone else or
-//!   hard-linked elsewhere is refused. So a user who can write `/run/lock` cannot make root truncate or write any
-//!   other file through a lock.
-//! - Disk and datastore locks are keyed by what they protect, not by the path that names it: a block device by
-//!   its device number, a file or directory by its device and inode, in the machine-wide directory
-//!   ([`machine_lock_dir`]). Two sysroots, or a symlink and the device node, naming one disk share one lock.
+//!   hard-linked elsewhere is refused. So no other user can make root truncate or write any other file through a
+//!   lock. The machine-wide directory is under `/run` (root's alone), not `/run/lock`, which is world-writable on many
+//!   hosts: there any user could pre-create the directory and so refuse every writer.
+//! - Disk and datastore locks are keyed by what they protect, not by the path that names it: a file or directory by
+//!   its device and inode, a loop device by its backing file's, another block device by its device number, in the
+//!   machine-wide directory ([`machine_lock_dir`]). Two sysroots, a symlink, an image file and the loop devices over
+//!   it, all naming one disk, share one lock.
 //! - The holder writes its pid into the file after locking; a refused writer names that pid and its command line.
 //! - Released on drop: the file is unlinked while still locked, so lock files do not pile up. A waiter that had
 //!   opened the unlinked file notices (the path no longer names its inode) and starts over.
@@ -21,7 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The machine-wide lock directory of a root process (see [`machine_lock_dir`]).
-pub const ROOT_LOCK_DIR: &str = "/run/lock/abupdate";
+pub const ROOT_LOCK_DIR: &str = "/run/abupdate";
 
 /// How often acquisition starts over after losing a race with a releasing holder, before it gives up.
 const MAX_ATTEMPTS: usize = 64;
@@ -210,20 +212,39 @@ pub fn machine_lock_dir() -> PathBuf {
     }
 }
 
-/// What identifies the thing at `path`: a block device's device number, else the device and inode.
+/// What identifies the thing at `path`: an image file's (or directory's) device and inode; a loop device's backing
+/// file's, so that the image file and every loop device over it share one lock; any other block device's number.
 fn lock_key(path: &Path, resource: &str) -> Result<String, LockError> {
     let metadata = fs::metadata(path).context(IdentifySnafu { resource, path })?;
     let (major, minor) = (rustix::fs::major, rustix::fs::minor);
-    Ok(if metadata.file_type().is_block_device() {
-        format!("blk-{}:{}", major(metadata.rdev()), minor(metadata.rdev()))
-    } else {
+    let inode_key = |metadata: &fs::Metadata| {
         format!(
             "ino-{}:{}-{}",
             major(metadata.dev()),
             minor(metadata.dev()),
             metadata.ino()
         )
+    };
+    if !metadata.file_type().is_block_device() {
+        return Ok(inode_key(&metadata));
+    }
+    let (dev_major, dev_minor) = (major(metadata.rdev()), minor(metadata.rdev()));
+    let backing = loop_backing_file(dev_major, dev_minor)
+        .and_then(|file| fs::metadata(file).ok())
+        .filter(fs::Metadata::is_file);
+    Ok(match backing {
+        Some(file) => inode_key(&file),
+        None => format!("blk-{dev_major}:{dev_minor}"),
     })
+}
+
+/// The file a loop device reads and writes, from sysfs; none for other devices, an unbound loop device, or a
+/// backing file that was deleted (then the device is its only name).
+fn loop_backing_file(major: u32, minor: u32) -> Option<PathBuf> {
+    let text =
+        fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/loop/backing_file")).ok()?;
+    let path = text.strip_suffix('\n').unwrap_or(&text);
+    (!path.is_empty() && !path.ends_with(" (deleted)")).then(|| PathBuf::from(path))
 }
 
 /// Creates `dir` when missing and checks that it is a real directory that only this user (or root) can write.
@@ -246,10 +267,15 @@ fn ensure_private_dir(dir: &Path) -> Result<(), LockError> {
     );
     ensure!(metadata.is_dir(), problem("it is not a directory".into()));
     let me = rustix::process::geteuid().as_raw();
+    let owners = if me == 0 {
+        "root".to_string()
+    } else {
+        format!("uid {me} or root")
+    };
     ensure!(
         metadata.uid() == me || metadata.uid() == 0,
         problem(format!(
-            "it is owned by uid {}, not by uid {me} or root",
+            "it is owned by uid {}, not by {owners}",
             metadata.uid()
         ))
     );
@@ -355,7 +381,7 @@ mod tests {
     #[test]
     fn a_second_lock_fails_fast_naming_the_holder_and_the_file_goes_on_release() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/lock/abupdate/updog.lock");
+        let path = dir.path().join("run/abupdate/updog.lock");
         let held = Lock::at(&path, "updog's state").unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),

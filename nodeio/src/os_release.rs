@@ -93,7 +93,8 @@ pub struct OsRelease {
 impl OsRelease {
     /// Reads and parses the file at `path`.
     pub fn read(path: &Path) -> Result<Self, OsReleaseError> {
-        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
+        let text = crate::read::read_small_text_file(path, crate::read::SMALL_FILE_LIMIT)
+            .context(ReadSnafu { path })?;
         Self::parse(&text, path)
     }
 

@@ -240,3 +240,46 @@ fn concurrent_writers_are_refused_or_serialized_and_the_table_stays_whole_and_bo
     assert_eq!(node.signpost(&["rewrite-table"]).code, 0);
     assert_eq!(boot_states::table_bytes(&disk), before);
 }
+
+#[test]
+fn an_image_file_and_every_loop_device_over_it_share_one_disk_lock() {
+    if !repo_fixtures::require::require_root() || !require_tool("losetup") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (node, disk) = Node::create_with(dir.path(), &DiskBuilder::new()).unwrap();
+    node.boot().unwrap();
+    let first = repo_fixtures::loop_device::LoopDevice::attach(&disk.path).unwrap();
+    let second = repo_fixtures::loop_device::LoopDevice::attach(&disk.path).unwrap();
+    let before = boot_states::table_bytes(&disk);
+
+    // The file's lock keeps out writers through either device, and a device's lock keeps out the file.
+    let held = signpost::OsDisk::open(&disk.path).unwrap().lock().unwrap();
+    for device in [first.path(), second.path()] {
+        let run = node.with_disk(device).signpost(&["rewrite-table"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr
+                .starts_with(&format!("OS disk {} is in use: pid ", device.display())),
+            "{run:?}"
+        );
+    }
+    drop(held);
+    let held = signpost::OsDisk::open(first.path())
+        .unwrap()
+        .lock()
+        .unwrap();
+    for other in [disk.path.as_path(), second.path()] {
+        let run = node.with_disk(other).signpost(&["mark-inactive-valid"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains(" is in use: pid "), "{run:?}");
+    }
+    drop(held);
+    assert_eq!(boot_states::table_bytes(&disk), before);
+    assert_eq!(
+        node.with_disk(second.path())
+            .signpost(&["rewrite-table"])
+            .code,
+        0
+    );
+}

@@ -61,6 +61,20 @@ pub fn choose(table: &GPT) -> Option<BootPick> {
     })
 }
 
+/// Whether the bootloader would boot set A or B: its pick is one of the first two BOOT entries in table order (the
+/// sets, as [`crate::state`] finds them). A third BOOT-type entry may win the rule, but it is no set this project
+/// writes or can fall back to.
+pub fn boots_a_set(table: &GPT) -> bool {
+    let Some(pick) = choose(table) else {
+        return false;
+    };
+    table
+        .iter()
+        .filter(|(_, entry)| entry.partition_type_guid == BOTTLEROCKET_BOOT.disk_bytes())
+        .take(2)
+        .any(|(number, _)| number == pick.number)
+}
+
 /// The BOOT entries and their bits, in table order, for messages: `partition 2 (BOOT-A): priority=1 ...; ...`.
 pub fn describe(table: &GPT) -> String {
     let entries: Vec<String> = table

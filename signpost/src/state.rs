@@ -24,7 +24,6 @@ use serde::Serialize;
 use snafu::{OptionExt, ResultExt, ensure};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -499,7 +498,7 @@ fn find_active(
 /// The PARTUUID references on the command line; none when the file does not exist (a node that has not booted,
 /// or a sysroot without `proc/`).
 fn read_cmdline_refs(path: &Path) -> Result<Vec<PartitionRef>, Error> {
-    match fs::read_to_string(path) {
+    match nodeio::read_small_text_file(path, nodeio::SMALL_FILE_LIMIT) {
         Ok(text) => Ok(cmdline::partition_refs(&text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(source).context(error::ReadCmdlineSnafu { path }),

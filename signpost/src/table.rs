@@ -51,11 +51,11 @@ pub fn loaded_from(table: &GPT) -> TableCopy {
 /// checks them. `path` names the file in errors.
 ///
 /// The bootability guard (invariant I7) runs first: a table on which the bootloader rule ([`boot_rule::choose`])
-/// would pick no set is refused before a byte is written. This is the one function that writes GPT state, so no
+/// would pick neither set A nor set B ([`boot_rule::boots_a_set`]) is refused before a byte is written. This is the one function that writes GPT state, so no
 /// command, present or future, can leave the disk with nothing to boot.
 pub fn write_table(file: &mut File, path: &Path, table: &mut GPT) -> Result<(), Error> {
     ensure!(
-        boot_rule::choose(table).is_some(),
+        boot_rule::boots_a_set(table),
         error::WouldBeUnbootableSnafu {
             path,
             boot_entries: boot_rule::describe(table),
@@ -283,6 +283,30 @@ mod tests {
                  successful=false). The table is unchanged.",
                 path.display()
             )
+        );
+        assert_eq!(std::fs::read(file.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_third_boot_entry_that_would_boot_does_not_count_as_a_set() {
+        let (file, mut table) = disk_with(1 << 48);
+        table[2].attribute_bits = 1 << 48;
+        // A stray third BOOT-type entry, priority 15 and successful: GRUB would boot it, but it is neither set.
+        table[3] = GPTPartitionEntry {
+            partition_type_guid: BOTTLEROCKET_BOOT.disk_bytes(),
+            unique_partition_guid: Guid::from_disk_bytes([3; 16]).disk_bytes(),
+            starting_lba: 4096,
+            ending_lba: 4096 + 1023,
+            attribute_bits: (15 << 48) | (1 << 56),
+            partition_name: "STRAY".into(),
+        };
+        let before = std::fs::read(file.path()).unwrap();
+        let path = file.path().to_path_buf();
+        let err = write_table(&mut file.reopen().unwrap(), &path, &mut table).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("partition 3 (STRAY): priority=15 tries_left=0 successful=true"),
+            "{err}"
         );
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
     }

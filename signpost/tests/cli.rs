@@ -179,3 +179,34 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("rollback-to-inactive"));
 }
+
+#[test]
+fn a_fifo_at_the_kernel_command_line_is_refused_at_once_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, sysroot) = node(dir.path());
+    let cmdline = Path::new(&sysroot).join("proc/cmdline");
+    std::fs::remove_file(&cmdline).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&cmdline)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let before = std::fs::read(&disk).unwrap();
+    for command in ["status", "mark-successful-boot"] {
+        let started = std::time::Instant::now();
+        let out = signpost(&["--sysroot", &sysroot, "--disk", &disk, command]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{command} hung"
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&cmdline.display().to_string()) && err.contains("not a regular file"),
+            "{err}"
+        );
+    }
+    assert!(std::fs::read(&disk).unwrap() == before);
+}

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Resolve every node path (/etc/updog.toml, /usr/share/updog/root.json, /usr/lib/os-release,
-    /// /var/lib/updog/tuf, /run/lock/abupdate/updog.lock) under this directory.
+    /// /var/lib/updog/tuf, /run/abupdate/updog.lock) under this directory.
     #[arg(long, global = true, default_value = "/", value_name = "DIR")]
     pub sysroot: PathBuf,
 
@@ -119,9 +119,20 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
     })
 }
 
-/// Runs a parsed command line. Takes updog's lock first, then reads the node's config (whose
-/// proxy settings go to the HTTP client directly, see `fetch::HttpsProxy`).
+/// Runs a parsed command line: the command under its locks, then (`--reboot` after `update` or `update-apply`) the
+/// reboot command, once the locks are released.
 pub fn run(cli: Cli) -> Result<Output> {
+    let (output, reboot_command) = run_locked(cli)?;
+    if let Some(command) = reboot_command {
+        update::reboot(&command)?;
+    }
+    Ok(output)
+}
+
+/// The command itself. Takes updog's lock first, then reads the node's config (whose proxy settings go to the HTTP
+/// client directly, see `fetch::HttpsProxy`); the commands that write the disk take its lock too. Both are released
+/// when this returns. Returns the reboot command to run, if one is due.
+fn run_locked(cli: Cli) -> Result<(Output, Option<Vec<String>>)> {
     let sysroot = Sysroot::new(&cli.sysroot);
     let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
     if let Command::UpdateApply | Command::UpdateRevert = cli.command {
@@ -137,9 +148,9 @@ pub fn run(cli: Cli) -> Result<Output> {
                         .as_ref()
                         .map_or_else(config::default_reboot_command, |c| c.reboot_command.clone())
                 });
-                update::update_apply(&location, reboot.as_deref(), &disk_lock)
+                Ok((update::update_apply(&location, &disk_lock)?, reboot))
             }
-            _ => update::update_revert(&location, &disk_lock),
+            _ => Ok((update::update_revert(&location, &disk_lock)?, None)),
         };
     }
 
@@ -157,30 +168,30 @@ pub fn run(cli: Cli) -> Result<Output> {
         arch: cli.arch.clone(),
     };
     match cli.command {
-        Command::CheckUpdate => runtime.block_on(check::check_update(
-            &node,
-            &selection,
-            chrono::Utc::now(),
-            &lock,
-        )),
+        Command::CheckUpdate => runtime
+            .block_on(check::check_update(
+                &node,
+                &selection,
+                chrono::Utc::now(),
+                &lock,
+            ))
+            .map(|output| (output, None)),
         Command::Update | Command::UpdateImage => {
             let apply = cli.command == Command::Update;
             let location = location(&cli, Some(&node.config));
             let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
-            let options = UpdateOptions {
-                selection,
-                apply,
-                reboot: (apply && cli.reboot).then(|| node.config.reboot_command.clone()),
-            };
+            let options = UpdateOptions { selection, apply };
             let sink = progress::sink_for(cli.json);
-            runtime.block_on(update::update_image(
+            let output = runtime.block_on(update::update_image(
                 &node,
                 &location,
                 &options,
                 chrono::Utc::now(),
                 sink.as_ref(),
                 (&lock, &disk_lock),
-            ))
+            ))?;
+            let reboot = (apply && cli.reboot).then(|| node.config.reboot_command.clone());
+            Ok((output, reboot))
         }
         Command::UpdateApply | Command::UpdateRevert => unreachable!("handled above"),
     }

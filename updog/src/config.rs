@@ -113,7 +113,8 @@ const RETRIES_EXPECTED: &str = "an integer from 0 to 1000";
 impl Config {
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).context(ReadSnafu { path })?;
+        let text = nodeio::read_small_text_file(path, nodeio::SMALL_FILE_LIMIT)
+            .context(ReadSnafu { path })?;
         Self::from_toml_str(&text, path)
     }
 

@@ -1,5 +1,5 @@
 //! One updog at a time on a node's state (invariant I6, docs/architecture.md): the trusted-metadata store, the migration and metadata
-//! caches. An exclusive lock on `/run/lock/abupdate/updog.lock` under the sysroot, taken without waiting, through
+//! caches. An exclusive lock on `/run/abupdate/updog.lock` under the sysroot, taken without waiting, through
 //! [`nodeio::Lock`]: no symlink, hard link or foreign file at that path is followed or written, the directory must
 //! be private, and a second run names the holder's pid and command line.
 //!
@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn a_second_lock_fails_fast_naming_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/lock/abupdate/updog.lock");
+        let path = dir.path().join("run/abupdate/updog.lock");
         let held = UpdogLock::acquire(&path).unwrap();
         let error = UpdogLock::acquire(&path).unwrap_err();
         assert!(

@@ -16,7 +16,7 @@ pub const OS_RELEASE: &str = "/usr/lib/os-release";
 /// because it must survive reboots, and not inside `/var/cache`, which may be wiped.
 pub const TUF_DATASTORE: &str = "/var/lib/updog/tuf";
 /// The lock that keeps two updog runs from interleaving (invariant I6, docs/architecture.md).
-pub const LOCK_FILE: &str = "/run/lock/abupdate/updog.lock";
+pub const LOCK_FILE: &str = "/run/abupdate/updog.lock";
 /// Where update-image caches the TUF metadata migrator verifies after reboot (upstream's path).
 pub const METADATA_CACHE: &str = "/var/cache/bottlerocket-metadata";
 /// Where update-image caches the migration targets (upstream's path).
@@ -92,10 +92,7 @@ mod tests {
         );
         assert_eq!(sysroot.os_release(), Path::new("/usr/lib/os-release"));
         assert_eq!(sysroot.tuf_datastore(), Path::new("/var/lib/updog/tuf"));
-        assert_eq!(
-            sysroot.lock_file(),
-            Path::new("/run/lock/abupdate/updog.lock")
-        );
+        assert_eq!(sysroot.lock_file(), Path::new("/run/abupdate/updog.lock"));
     }
 
     #[test]

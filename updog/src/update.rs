@@ -18,7 +18,8 @@
 //!    computed while writing;
 //! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
 //!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set;
-//! 6. `update` only: `upgrade-to-inactive`, then with `--reboot` the reboot command.
+//! 6. `update` only: `upgrade-to-inactive`. With `--reboot` the caller runs the reboot command ([`reboot`]) after
+//!    releasing the locks, so a reboot command that blocks never keeps `mark-successful-boot` or a revert out.
 //!
 //! Any failure stops at once with the error; the inactive set stays as step 3 left it (priority 0, tries 0), and
 //! the active set is never written (its partitions are not opened; its bits change only in step 6, as upstream).
@@ -48,8 +49,6 @@ pub struct UpdateOptions {
     pub selection: CheckOptions,
     /// `update`: make the written set the next boot.
     pub apply: bool,
-    /// `--reboot` (with `apply`): run this command afterwards.
-    pub reboot: Option<Vec<String>>,
 }
 
 /// The three images of a set, in the order they are written (upstream's).
@@ -178,9 +177,6 @@ pub async fn update_image(
     if options.apply {
         state.upgrade_to_inactive().context(error::DiskSnafu)?;
         state.write(disk_lock).context(error::DiskSnafu)?;
-        if let Some(command) = &options.reboot {
-            reboot(command)?;
-        }
     }
 
     Ok(Output {
@@ -193,19 +189,11 @@ pub async fn update_image(
     })
 }
 
-/// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next), then with `reboot` the reboot
-/// command.
-pub fn update_apply(
-    location: &Location,
-    reboot_command: Option<&[String]>,
-    disk_lock: &DiskLock,
-) -> Result<Output> {
+/// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next).
+pub fn update_apply(location: &Location, disk_lock: &DiskLock) -> Result<Output> {
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.upgrade_to_inactive().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
-    if let Some(command) = reboot_command {
-        reboot(command)?;
-    }
     Ok(Output::default())
 }
 
@@ -377,7 +365,7 @@ fn announce(line: &str) {
 }
 
 /// Runs the reboot command (upstream: `shutdown -r`); it must exit 0.
-fn reboot(command: &[String]) -> Result<()> {
+pub fn reboot(command: &[String]) -> Result<()> {
     let Some((program, args)) = command.split_first() else {
         return error::EmptyRebootCommandSnafu.fail();
     };

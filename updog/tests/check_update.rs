@@ -869,7 +869,7 @@ fn a_second_updog_fails_fast_naming_the_running_one() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let lock = node.path("run/lock/abupdate/updog.lock");
+    let lock = node.path("run/abupdate/updog.lock");
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), format!("{pid}\n"));
 
     let started = Instant::now();
@@ -1236,15 +1236,14 @@ fn a_link_or_a_foreign_directory_at_the_lock_is_refused_and_nothing_is_written_t
     use std::os::unix::fs::{PermissionsExt, symlink};
     let dir = tempfile::tempdir().unwrap();
     let sysroot = dir.path().join("sysroot");
-    // /run/lock is world-writable on many hosts: anyone may plant entries there.
-    let run_lock = sysroot.join("run/lock");
-    std::fs::create_dir_all(&run_lock).unwrap();
-    std::fs::set_permissions(&run_lock, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Whatever planted these (a mistake, a restored backup, a compromised service): nothing is written through them.
+    let run = sysroot.join("run");
+    std::fs::create_dir_all(&run).unwrap();
     let victim = dir.path().join("shadow");
     std::fs::write(&victim, "root:secret\n").unwrap();
 
     // A symlink where the lock file goes.
-    let lock_dir = run_lock.join("abupdate");
+    let lock_dir = run.join("abupdate");
     std::fs::create_dir(&lock_dir).unwrap();
     let lock = lock_dir.join("updog.lock");
     symlink(&victim, &lock).unwrap();
@@ -1274,4 +1273,44 @@ fn a_link_or_a_foreign_directory_at_the_lock_is_refused_and_nothing_is_written_t
     ));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
     assert_eq!(std::fs::read_dir(&lock_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_fifo_or_a_device_at_the_config_or_os_release_is_refused_at_once_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let sysroot = dir.path();
+    std::fs::create_dir_all(sysroot.join("etc")).unwrap();
+    std::fs::create_dir_all(sysroot.join("usr/lib")).unwrap();
+    let mkfifo = |path: &std::path::Path| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // A FIFO with no writer would block a plain open forever; /dev/zero would be read forever.
+    mkfifo(&sysroot.join("etc/updog.toml"));
+    for command in ["check-update", "update-image", "update-revert"] {
+        let started = Instant::now();
+        let run = support::run_updog(sysroot, &[command]);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{command} hung"
+        );
+        if command == "update-revert" {
+            // update-revert ignores a broken updog.toml (it needs none) and goes on to look for the disk.
+            assert!(run.stderr.contains("not a regular file"), "{run:?}");
+            continue;
+        }
+        run.assert_fails_mentioning(&["etc/updog.toml", "not a regular file"]);
+    }
+    std::fs::remove_file(sysroot.join("etc/updog.toml")).unwrap();
+    let config = NodeConfig::new(
+        &url::Url::parse("http://127.0.0.1:9/metadata/").unwrap(),
+        &url::Url::parse("http://127.0.0.1:9/targets/").unwrap(),
+    );
+    std::fs::write(sysroot.join("etc/updog.toml"), config.toml()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", sysroot.join("usr/lib/os-release")).unwrap();
+    let run = support::run_updog(sysroot, &["check-update"]);
+    run.assert_fails_mentioning(&["usr/lib/os-release", "not a regular file"]);
 }

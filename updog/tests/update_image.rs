@@ -514,6 +514,34 @@ fn update_writes_applies_and_runs_the_reboot_command() {
     assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "reboot-called\n");
     assert_eq!(node.bits("B"), (2, 1, false));
+
+    // The reboot command runs once updog has let go of its locks: a reboot that blocks must not keep another
+    // writer (mark-successful-boot, a revert) out. Here it runs update-apply, which takes both locks and is refused
+    // only for what it would do (the set is already applied), not for a held lock.
+    let apply_err = node.sysroot().join("apply-during-reboot.err");
+    node.configure(
+        newest(),
+        &server.base_url(),
+        &format!(
+            "reboot_command = [\"/bin/sh\", \"-c\", \"$0 --sysroot $1 update-apply 2> $2; true\", \"{}\", \"{}\", \"{}\"]\n",
+            env!("CARGO_BIN_EXE_updog"),
+            node.sysroot().display(),
+            apply_err.display()
+        ),
+    );
+    let run = node.updog(&["update-apply", "--reboot"]);
+    assert_failed(&run, &["already marked for upgrade"]);
+    assert!(
+        !apply_err.exists(),
+        "a refused update-apply must not reboot"
+    );
+    assert_eq!(node.updog(&["update-revert"]).code, Some(0));
+    let run = node.updog(&["update-apply", "--reboot"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let during = std::fs::read_to_string(&apply_err).unwrap();
+    assert!(during.contains("already marked for upgrade"), "{during}");
+    assert!(!during.contains("in use"), "{during}");
+    assert_eq!(node.bits("B"), (2, 1, false));
     // Both migrations of the way from 1.0.0.
     let migrations = std::fs::read_dir(node.sysroot().join("var/lib/bottlerocket-migrations"))
         .unwrap()
@@ -1092,7 +1120,7 @@ fn a_second_updog_is_refused_and_killing_the_first_mid_image_changes_nothing() {
     // It is inside the ROOT write: the inactive set was cleared before the first byte.
     assert_eq!(node.bits("B"), (0, 0, false));
 
-    let lock = node.sysroot().join("run/lock/abupdate/updog.lock");
+    let lock = node.sysroot().join("run/abupdate/updog.lock");
     let second = node.updog(&["update-image"]);
     assert_failed(
         &second,
