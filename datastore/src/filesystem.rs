@@ -75,6 +75,7 @@ impl FilesystemDataStore {
     }
 
     /// Sets how durable each write is (default [`Durability::EachWrite`]).
+    #[must_use]
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -1103,7 +1104,7 @@ mod tests {
                         rustix::fs::Mode::from_raw_mode(0o600),
                         0,
                     )
-                    .unwrap()
+                    .unwrap();
                 }),
             ),
             (
