@@ -1155,9 +1155,12 @@ mod tests {
                 if end_seed == start_seed {
                     return true;
                 }
-                let time_per_seed = (end_time - start_time) / (end_seed - start_seed) as i32;
+                // A general wave ends at or below MAX_SEED, so its seeds fit an i32 (upstream's
+                // `as i32`).
+                let seeds = i32::try_from(end_seed - start_seed).unwrap();
+                let time_per_seed = (end_time - start_time) / seeds;
                 match time_per_seed
-                    .checked_mul(seed as i32)
+                    .checked_mul(i32::try_from(seed).unwrap())
                     .and_then(|offset| start_time.checked_add_signed(offset))
                 {
                     Some(target) => now >= target,
