@@ -95,6 +95,7 @@ impl Migrator {
 
     /// The os-release migrations read their `os.*` values from (passed to them in
     /// `MIGRATION_OS_RELEASE`).
+    #[must_use]
     pub fn os_release(mut self, path: impl Into<PathBuf>) -> Self {
         self.os_release = Some(path.into());
         self
@@ -102,12 +103,14 @@ impl Migrator {
 
     /// How long each migration may run (default [`DEFAULT_MIGRATION_TIMEOUT`]); past it, the
     /// migration and every process it started are killed and the run fails.
+    #[must_use]
     pub fn migration_timeout(mut self, timeout: Duration) -> Self {
         self.migration_timeout = timeout;
         self
     }
 
     /// Where to die, for crash tests (default: nowhere).
+    #[must_use]
     pub fn kill_points(mut self, kill: KillPoints) -> Self {
         self.kill = kill;
         self

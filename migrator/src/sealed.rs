@@ -58,7 +58,9 @@ impl SealedProgram {
         let parent = rustix::process::getpid();
         // SAFETY: prctl and getppid are single async-signal-safe system calls and touch no memory
         // of the parent (`parent` is a copied integer); they run in the forked child just before
-        // exec.
+        // exec. The workspace denies unsafe code; this hook is the one place migrator needs it
+        // (std offers no safe way to run code between fork and exec).
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
