@@ -116,7 +116,7 @@ mod tests {
             let start = 2048 + u64::from(number) * 16;
             table[number] = GPTPartitionEntry {
                 partition_type_guid: type_guid.disk_bytes(),
-                unique_partition_guid: [number as u8; 16],
+                unique_partition_guid: [u8::try_from(number).unwrap(); 16],
                 starting_lba: start,
                 ending_lba: start + 15,
                 attribute_bits: bits,

@@ -96,8 +96,11 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<(), Error> {
     state.write(&lock)
 }
 
+/// A change to the loaded table, made before it is written back.
+type TableChange = fn(&mut State) -> Result<(), Error>;
+
 /// What a command changes in the table before writing it; none for the commands that only read.
-fn table_change(command: &Command) -> Option<fn(&mut State) -> Result<(), Error>> {
+fn table_change(command: &Command) -> Option<TableChange> {
     Some(match command {
         Command::Status(_) | Command::HasBootEverSucceeded => return None,
         Command::MarkSuccessfulBoot => |state| {

@@ -212,12 +212,14 @@ impl Location {
     }
 
     /// Use this disk instead of the one under the sysroot.
+    #[must_use]
     pub fn disk(mut self, disk: impl Into<PathBuf>) -> Self {
         self.disk = Some(disk.into());
         self
     }
 
     /// Use this sysfs instead of `/sys` (tests with a fake tree).
+    #[must_use]
     pub fn sysfs(mut self, sysfs: Sysfs) -> Self {
         self.sysfs = sysfs;
         self

@@ -545,11 +545,11 @@ mod tests {
             file.set_len(8192 * 512).unwrap();
             let mut table = GPT::new_from(&mut file, 512, [3; 16]).unwrap();
             for (i, guid) in types.iter().enumerate() {
-                let number = i as u32 + 1;
-                let start = 2048 + i as u64 * 256;
+                let number = u32::try_from(i + 1).unwrap();
+                let start = 2048 + u64::from(number - 1) * 256;
                 table[number] = GPTPartitionEntry {
                     partition_type_guid: guid.disk_bytes(),
-                    unique_partition_guid: [number as u8; 16],
+                    unique_partition_guid: [u8::try_from(number).unwrap(); 16],
                     starting_lba: start,
                     ending_lba: start + 255,
                     attribute_bits: 0,
