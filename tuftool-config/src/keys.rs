@@ -343,15 +343,16 @@ impl RoleKeys {
     }
 
     /// The same keys for every role (convenient for fixtures with one key).
-    pub fn all_roles(keys: Vec<SigningKey>) -> Self {
+    pub fn all_roles(keys: &[SigningKey]) -> Self {
         let mut this = Self::new();
         for role in Role::ALL {
-            this = this.role(role, keys.clone());
+            this = this.role(role, keys.to_vec());
         }
         this
     }
 
     /// Sets the keys for `role` (replacing any set before).
+    #[must_use]
     pub fn role(mut self, role: Role, keys: Vec<SigningKey>) -> Self {
         self.by_role.insert(role, keys);
         self

@@ -26,12 +26,14 @@ impl Refresh {
     }
 
     /// Explicit versions (each must increase). Default: [`RoleVersions::derived`].
+    #[must_use]
     pub fn versions(mut self, versions: RoleVersions) -> Self {
         self.build = self.build.versions(versions);
         self
     }
 
     /// Expiry policy or fixed times. Default: [`crate::ExpirationPolicy::default`].
+    #[must_use]
     pub fn expirations(mut self, expirations: impl Into<Expirations>) -> Self {
         self.build = self.build.expirations(expirations);
         self

@@ -53,6 +53,7 @@ impl SignedRoot {
     }
 
     /// Names the file this root is (or will be) stored at, for messages.
+    #[must_use]
     pub fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.path = Some(path.into());
         self
@@ -188,12 +189,14 @@ impl RootBuilder {
     }
 
     /// Sets the version (default 1; when rotating it must be the old version + 1).
+    #[must_use]
     pub fn version(mut self, version: NonZeroU64) -> Self {
         self.version = Some(version);
         self
     }
 
     /// Sets `consistent_snapshot` (default true, as Bottlerocket).
+    #[must_use]
     pub fn consistent_snapshot(mut self, consistent_snapshot: bool) -> Self {
         self.consistent_snapshot = consistent_snapshot;
         self
@@ -201,6 +204,7 @@ impl RootBuilder {
 
     /// Lists `keys` for `role` with `threshold`. All four roles must be given. The root role's
     /// keys sign the new root.
+    #[must_use]
     pub fn role(mut self, role: Role, keys: Vec<SigningKey>, threshold: NonZeroU64) -> Self {
         self.roles.insert(role, (keys, threshold));
         self

@@ -223,6 +223,7 @@ impl RepoValidator {
     }
 
     /// Also report a problem unless the client ends on root version `version`.
+    #[must_use]
     pub fn expect_root_version(mut self, version: u64) -> Self {
         self.expected_root_version = Some(version);
         self
