@@ -121,14 +121,14 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
 
 /// Runs a parsed command line. Takes updog's lock first, then reads the node's config (whose
 /// proxy settings go to the HTTP client directly, see `fetch::HttpsProxy`).
-pub fn run(cli: Cli) -> Result<Output> {
+pub fn run(cli: &Cli) -> Result<Output> {
     let sysroot = Sysroot::new(&cli.sysroot);
     let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
     if let Command::UpdateApply | Command::UpdateRevert = cli.command {
         // Upstream needs no config for these: they only change the boot flags. updog.toml is read
         // when present, for `disk` and `reboot_command`.
         let config = optional_config(&sysroot);
-        let location = location(&cli, config.as_ref());
+        let location = location(cli, config.as_ref());
         let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
         return match cli.command {
             Command::UpdateApply => {
@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         )),
         Command::Update | Command::UpdateImage => {
             let apply = cli.command == Command::Update;
-            let location = location(&cli, Some(&node.config));
+            let location = location(cli, Some(&node.config));
             let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
             let options = UpdateOptions {
                 selection,

@@ -189,7 +189,7 @@ impl Config {
         match table.get("stall_timeout_seconds") {
             None => {}
             Some(Value::Integer(n)) if (1..=86_400).contains(n) => {
-                fetch.stall_timeout = Duration::from_secs(*n as u64);
+                fetch.stall_timeout = Duration::from_secs(n.unsigned_abs());
             }
             Some(Value::Float(f)) if (0.001..=86_400.0).contains(f) => {
                 fetch.stall_timeout = Duration::from_secs_f64(*f);
@@ -198,10 +198,12 @@ impl Config {
                 return Err(keys.invalid("stall_timeout_seconds", STALL_EXPECTED, other));
             }
         }
-        match table.get("download_retries") {
-            None => {}
-            Some(Value::Integer(n)) if (0..=1000).contains(n) => fetch.retries = *n as u32,
-            Some(other) => return Err(keys.invalid("download_retries", RETRIES_EXPECTED, other)),
+        if let Some(value) = table.get("download_retries") {
+            fetch.retries = value
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| keys.invalid("download_retries", RETRIES_EXPECTED, value))?;
         }
 
         fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());

@@ -277,6 +277,7 @@ impl TufLoader {
     }
 
     /// Fetches through `transport` instead of tough's default (`file://`, `http(s)://`).
+    #[must_use]
     pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
         self.transport = Some(Box::new(transport));
         self

@@ -257,7 +257,7 @@ async fn cache_migrations(
             done_bytes: done,
             total_bytes: total,
             written_bytes: None,
-        })
+        });
     };
     report(0);
 
@@ -363,7 +363,7 @@ async fn write_image(
                     done_bytes: verified,
                     total_bytes: image_len.get(),
                     written_bytes: None,
-                })
+                });
             },
         )
         .context(error::ImageWriteSnafu)?;
