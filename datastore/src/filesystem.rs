@@ -67,6 +67,7 @@ struct KeyPath {
 
 impl FilesystemDataStore {
     /// A datastore rooted at `base`; nothing is read or created until it is used.
+    #[must_use]
     pub fn new(base: impl Into<PathBuf>) -> Self {
         Self {
             base: base.into(),

@@ -74,6 +74,7 @@ impl Migrator {
     /// `datastore_path` is the `current` link (or any path resolving to the data directory);
     /// `root_path` the root.json of the image being booted; `metadata_directory` and
     /// `migration_directory` the node's cached repository.
+    #[must_use]
     pub fn new(
         datastore_path: impl Into<PathBuf>,
         migration_directory: impl Into<PathBuf>,

@@ -52,6 +52,7 @@ impl SealedProgram {
     /// A command that runs the sealed program, with `argv[0]` set to its name. The child gets
     /// SIGKILL if migrator dies (`PR_SET_PDEATHSIG`), so a killed migrator never leaves a
     /// migration writing behind it. Keep `self` alive until the command has been spawned.
+    #[must_use]
     pub fn command(&self) -> Command {
         let mut command = Command::new(format!("/proc/self/fd/{}", self.memfd.as_raw_fd()));
         command.arg0(&self.name);

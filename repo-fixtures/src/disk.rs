@@ -195,6 +195,7 @@ impl Default for DiskBuilder {
 
 impl DiskBuilder {
     /// Two banks, test sizes, seed 0.
+    #[must_use]
     pub fn new() -> Self {
         Self {
             sizes: LayoutSizes::for_tests(),

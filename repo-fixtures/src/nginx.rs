@@ -86,6 +86,7 @@ pub struct NginxBuilder {
 }
 
 impl NginxBuilder {
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> NginxBuilder {
         NginxBuilder {
             root: root.into(),

@@ -31,6 +31,7 @@ impl BootPick {
 }
 
 /// The BOOT partition the bootloader would boot, without changing anything.
+#[must_use]
 pub fn choose(table: &GPT) -> Option<BootPick> {
     let mut best: Option<(u32, Guid, GptPrio)> = None;
     for (number, entry) in table.iter() {
@@ -62,6 +63,7 @@ pub fn choose(table: &GPT) -> Option<BootPick> {
 }
 
 /// The BOOT entries and their bits, in table order, for messages: `partition 2 (BOOT-A): priority=1 ...; ...`.
+#[must_use]
 pub fn describe(table: &GPT) -> String {
     let entries: Vec<String> = table
         .iter()

@@ -203,6 +203,7 @@ pub struct Location {
 
 impl Location {
     /// The node rooted at `sysroot` (`/` on a real node), its disk found through sysfs.
+    #[must_use]
     pub fn new(sysroot: impl Into<PathBuf>) -> Self {
         Self {
             sysroot: sysroot.into(),

@@ -194,6 +194,7 @@ impl State {
     }
 
     /// The set the bootloader will boot next ([`boot_rule::choose`]); none when no set is bootable.
+    #[must_use]
     pub fn next(&self) -> Option<SetSelect> {
         let pick = boot_rule::choose(&self.table)?;
         self.sets
@@ -203,6 +204,7 @@ impl State {
     }
 
     /// Bit 57 of the PRIVATE entry.
+    #[must_use]
     pub fn has_boot_succeeded(&self) -> bool {
         GptPrio::from(self.table[self.private.number].attribute_bits).boot_ever_succeeded()
     }
@@ -317,6 +319,7 @@ impl State {
     }
 
     /// Whether the running set has been marked successful (false during an upgrade's trial boot).
+    #[must_use]
     pub fn is_boot_confirmed(&self) -> bool {
         self.flags(self.active()).successful()
     }

@@ -22,6 +22,7 @@ pub struct DevNum {
 
 impl DevNum {
     /// Splits glibc's `dev_t` encoding (`gnu_dev_major` / `gnu_dev_minor`, with their masks).
+    #[must_use]
     pub fn from_raw(dev: u64) -> Self {
         let major = ((dev & 0x0000_0000_000f_ff00) >> 8) | ((dev & 0xffff_f000_0000_0000) >> 32);
         let minor = (dev & 0x0000_0000_0000_00ff) | ((dev & 0x0000_0fff_fff0_0000) >> 12);
@@ -62,6 +63,7 @@ impl Default for Sysfs {
 }
 
 impl Sysfs {
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }

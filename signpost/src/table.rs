@@ -39,6 +39,7 @@ pub fn read_table(file: &mut File, path: &Path) -> Result<GPT, Error> {
 }
 
 /// The copy `table` was read from.
+#[must_use]
 pub fn loaded_from(table: &GPT) -> TableCopy {
     if table.is_primary() {
         TableCopy::Primary

@@ -338,11 +338,13 @@ pub struct RoleKeys {
 
 impl RoleKeys {
     /// No keys for any role.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The same keys for every role (convenient for fixtures with one key).
+    #[must_use]
     pub fn all_roles(keys: &[SigningKey]) -> Self {
         let mut this = Self::new();
         for role in Role::ALL {

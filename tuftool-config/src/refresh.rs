@@ -19,6 +19,7 @@ pub struct Refresh {
 impl Refresh {
     /// A refresh under the root.json at `root_path`, with `keys` for targets, snapshot and
     /// timestamp, at time `now`.
+    #[must_use]
     pub fn new(root_path: impl Into<PathBuf>, keys: RoleKeys, now: Timestamp) -> Self {
         Self {
             build: RepoBuild::new(root_path, keys, now),

@@ -110,6 +110,7 @@ impl RepoBuild {
     /// A build signed under the root.json at `root_path` (the newest root: a version newer than
     /// the repository's is published with it), with `keys` for the targets, snapshot and
     /// timestamp roles, at time `now`.
+    #[must_use]
     pub fn new(root_path: impl Into<PathBuf>, keys: RoleKeys, now: Timestamp) -> Self {
         Self {
             root_path: root_path.into(),

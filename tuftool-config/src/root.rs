@@ -95,6 +95,7 @@ impl SignedRoot {
     }
 
     /// Whether `key` is listed in this root for `role`.
+    #[must_use]
     pub fn lists(&self, role: Role, key: &SigningKey) -> bool {
         self.role_keys(role)
             .is_some_and(|rk| rk.keyids.iter().any(|id| hex::encode(&**id) == key.keyid()))
@@ -179,6 +180,7 @@ pub struct RootBuilder {
 impl RootBuilder {
     /// A root that expires at `expires`; version 1 (or the next version, when rotating),
     /// consistent snapshots on, no roles yet.
+    #[must_use]
     pub fn new(expires: Timestamp) -> Self {
         Self {
             expires,

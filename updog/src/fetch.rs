@@ -87,6 +87,7 @@ pub struct HttpsProxy {
 impl HttpsProxy {
     /// Upstream's rule: a proxy only for a non-empty `https_proxy`, and with it a bypass list only for a non-empty
     /// `no_proxy` (joined with commas).
+    #[must_use]
     pub fn from_config(https_proxy: Option<&str>, no_proxy: Option<&[String]>) -> Option<Self> {
         let url = https_proxy.filter(|url| !url.is_empty())?;
         Some(Self {

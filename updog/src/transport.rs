@@ -41,6 +41,7 @@ impl QueryParams {
     }
 
     /// `url` with the parameters appended, for `http(s)` URLs; other URLs unchanged.
+    #[must_use]
     pub fn apply(&self, mut url: Url) -> Url {
         if matches!(url.scheme(), "http" | "https") {
             let params = self.sorted();

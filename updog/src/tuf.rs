@@ -261,6 +261,7 @@ pub struct TufLoader {
 impl TufLoader {
     /// A loader trusting `trusted_root` (root.json bytes), fetching from the two base URLs, and
     /// keeping its trust state in `datastore` (created if missing).
+    #[must_use]
     pub fn new(
         trusted_root: Vec<u8>,
         metadata_url: Url,

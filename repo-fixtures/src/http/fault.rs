@@ -114,6 +114,7 @@ pub struct Rule {
 impl Rule {
     /// `fault` on every request whose path matches; narrow it with [`nth`](Rule::nth), [`first`](Rule::first) or
     /// [`from_nth`](Rule::from_nth).
+    #[must_use]
     pub fn new(matcher: PathMatch, fault: Fault) -> Rule {
         Rule {
             matcher,

@@ -76,6 +76,7 @@ pub struct FaultServerBuilder {
 
 impl FaultServerBuilder {
     /// Serve `root` on 127.0.0.1 at a free port.
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> FaultServerBuilder {
         FaultServerBuilder {
             root: root.into(),
