@@ -469,13 +469,25 @@ ignore_waves = false
                 .stall_timeout,
             Duration::from_secs(90)
         );
+        // The bounds are inclusive.
+        let bounds = parse(&format!(
+            "{GOOD}stall_timeout_seconds = 86400\ndownload_retries = 1000\n"
+        ))
+        .unwrap();
+        assert_eq!(bounds.fetch.stall_timeout, Duration::from_secs(86_400));
+        assert_eq!(bounds.fetch.retries, 1000);
 
         for (extra, key) in [
             ("disk = \"loop3\"", "disk"),
             ("reboot_command = []", "reboot_command"),
             ("reboot_command = \"reboot\"", "reboot_command"),
             ("stall_timeout_seconds = 0", "stall_timeout_seconds"),
+            ("stall_timeout_seconds = 86401", "stall_timeout_seconds"),
+            ("stall_timeout_seconds = -5", "stall_timeout_seconds"),
             ("download_retries = -1", "download_retries"),
+            ("download_retries = 1001", "download_retries"),
+            ("download_retries = 4294967297", "download_retries"),
+            ("download_retries = \"3\"", "download_retries"),
         ] {
             let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
             assert!(
