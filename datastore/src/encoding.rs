@@ -9,6 +9,7 @@ use std::path::Path;
 const ENCODE_CHARACTERS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
 
 /// Encodes a key segment or transaction name as one path component.
+#[must_use]
 pub fn encode_path_component(segment: &str) -> String {
     utf8_percent_encode(segment, ENCODE_CHARACTERS).to_string()
 }

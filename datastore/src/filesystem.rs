@@ -67,6 +67,7 @@ struct KeyPath {
 
 impl FilesystemDataStore {
     /// A datastore rooted at `base`; nothing is read or created until it is used.
+    #[must_use]
     pub fn new(base: impl Into<PathBuf>) -> Self {
         Self {
             base: base.into(),
@@ -75,6 +76,7 @@ impl FilesystemDataStore {
     }
 
     /// Sets how durable each write is (default [`Durability::EachWrite`]).
+    #[must_use]
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -1103,7 +1105,7 @@ mod tests {
                         rustix::fs::Mode::from_raw_mode(0o600),
                         0,
                     )
-                    .unwrap()
+                    .unwrap();
                 }),
             ),
             (

@@ -18,6 +18,7 @@ pub(crate) fn parse_stored(key: &str, path: &Path, raw: &str) -> Result<serde_js
 }
 
 /// Serializes a value as upstream's `serialize_scalar` does: compact JSON, no trailing newline.
+#[must_use]
 pub fn serialize(value: &serde_json::Value) -> String {
     value.to_string()
 }

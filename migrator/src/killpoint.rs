@@ -43,6 +43,7 @@ pub struct KillPoints {
 
 impl KillPoints {
     /// Never kills.
+    #[must_use]
     pub fn none() -> Self {
         Self::default()
     }

@@ -74,6 +74,7 @@ impl Migrator {
     /// `datastore_path` is the `current` link (or any path resolving to the data directory);
     /// `root_path` the root.json of the image being booted; `metadata_directory` and
     /// `migration_directory` the node's cached repository.
+    #[must_use]
     pub fn new(
         datastore_path: impl Into<PathBuf>,
         migration_directory: impl Into<PathBuf>,
@@ -95,6 +96,7 @@ impl Migrator {
 
     /// The os-release migrations read their `os.*` values from (passed to them in
     /// `MIGRATION_OS_RELEASE`).
+    #[must_use]
     pub fn os_release(mut self, path: impl Into<PathBuf>) -> Self {
         self.os_release = Some(path.into());
         self
@@ -102,12 +104,14 @@ impl Migrator {
 
     /// How long each migration may run (default [`DEFAULT_MIGRATION_TIMEOUT`]); past it, the
     /// migration and every process it started are killed and the run fails.
+    #[must_use]
     pub fn migration_timeout(mut self, timeout: Duration) -> Self {
         self.migration_timeout = timeout;
         self
     }
 
     /// Where to die, for crash tests (default: nowhere).
+    #[must_use]
     pub fn kill_points(mut self, kill: KillPoints) -> Self {
         self.kill = kill;
         self

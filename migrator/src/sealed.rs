@@ -52,13 +52,16 @@ impl SealedProgram {
     /// A command that runs the sealed program, with `argv[0]` set to its name. The child gets
     /// SIGKILL if migrator dies (`PR_SET_PDEATHSIG`), so a killed migrator never leaves a
     /// migration writing behind it. Keep `self` alive until the command has been spawned.
+    #[must_use]
     pub fn command(&self) -> Command {
         let mut command = Command::new(format!("/proc/self/fd/{}", self.memfd.as_raw_fd()));
         command.arg0(&self.name);
         let parent = rustix::process::getpid();
         // SAFETY: prctl and getppid are single async-signal-safe system calls and touch no memory
         // of the parent (`parent` is a copied integer); they run in the forked child just before
-        // exec.
+        // exec. The workspace denies unsafe code; this hook is the one place migrator needs it
+        // (std offers no safe way to run code between fork and exec).
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(

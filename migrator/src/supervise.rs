@@ -428,7 +428,7 @@ mod tests {
         // The shell exits at once; its background child keeps stdout and stderr open.
         let running =
             RunningMigration::spawn("forks", sh("sleep 1000000 & echo started; exit 0")).unwrap();
-        let pgid = Pid::from_raw(running.pid() as i32).unwrap();
+        let pgid = Pid::from_raw(i32::try_from(running.pid()).unwrap()).unwrap();
         let finished = running.finish(Duration::from_secs(60)).unwrap();
         assert!(finished.status.success());
         assert_eq!(finished.stdout, b"started\n");
@@ -442,7 +442,7 @@ mod tests {
             sh("sleep 1000000 & echo about to hang >&2; sleep 1000000"),
         )
         .unwrap();
-        let pgid = Pid::from_raw(running.pid() as i32).unwrap();
+        let pgid = Pid::from_raw(i32::try_from(running.pid()).unwrap()).unwrap();
         let err = running.finish(Duration::from_millis(300)).unwrap_err();
         let message = err.to_string();
         assert!(

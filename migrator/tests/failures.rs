@@ -84,7 +84,7 @@ fn a_migration_failing_or_crashing_leaves_the_old_datastore_in_place() {
         }
         assert_eq!(
             node.markers(),
-            ran.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            ran.iter().map(ToString::to_string).collect::<BTreeSet<_>>(),
             "{fault}"
         );
         // Intermediate and partial copies are gone; the old chain is as it was.
@@ -322,7 +322,7 @@ fn a_datastore_entry_no_key_encodes_to_fails_the_migration_naming_it() {
     type Make = fn(&std::path::Path);
     let cases: [(&[u8], &str, Make); 6] = [
         (b"link", "a symbolic link", |p| {
-            std::os::unix::fs::symlink("hostname", p).unwrap()
+            std::os::unix::fs::symlink("hostname", p).unwrap();
         }),
         (b"fifo", "a FIFO", |p| {
             rustix::fs::mknodat(
@@ -332,19 +332,19 @@ fn a_datastore_entry_no_key_encodes_to_fails_the_migration_naming_it() {
                 rustix::fs::Mode::from_raw_mode(0o600),
                 0,
             )
-            .unwrap()
+            .unwrap();
         }),
         (b"bad\xffname", "its name is not UTF-8", |p| {
-            std::fs::write(p, "1").unwrap()
+            std::fs::write(p, "1").unwrap();
         }),
         (b"a%ZZ", "'a%ZZ' is not percent-encoded", |p| {
-            std::fs::write(p, "1").unwrap()
+            std::fs::write(p, "1").unwrap();
         }),
         (b"a%2", "'a%2' is not percent-encoded", |p| {
-            std::fs::write(p, "1").unwrap()
+            std::fs::write(p, "1").unwrap();
         }),
         (b"dir.with-dot", "a directory name holding a '.'", |p| {
-            std::fs::create_dir(p).unwrap()
+            std::fs::create_dir(p).unwrap();
         }),
     ];
     for (name, why, make) in cases {
@@ -475,7 +475,7 @@ fn a_child_that_left_the_migrations_group_cannot_hold_migrator_on_the_pipes() {
     for pid in &escaped {
         if is_running(*pid) {
             rustix::process::kill_process(
-                rustix::process::Pid::from_raw(*pid as i32).unwrap(),
+                rustix::process::Pid::from_raw(i32::try_from(*pid).unwrap()).unwrap(),
                 rustix::process::Signal::KILL,
             )
             .unwrap();

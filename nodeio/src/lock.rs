@@ -167,6 +167,7 @@ impl Lock {
     }
 
     /// Whether this is the lock of the OS disk at `disk`: a proof-token check for functions that write the disk.
+    #[must_use]
     pub fn is_disk_lock_for(&self, disk: &Path) -> bool {
         lock_key(disk, "")
             .is_ok_and(|key| self.path == machine_lock_dir().join(format!("disk-{key}.lock")))

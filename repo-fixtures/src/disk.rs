@@ -195,6 +195,7 @@ impl Default for DiskBuilder {
 
 impl DiskBuilder {
     /// Two banks, test sizes, seed 0.
+    #[must_use]
     pub fn new() -> Self {
         Self {
             sizes: LayoutSizes::for_tests(),
@@ -203,12 +204,14 @@ impl DiskBuilder {
         }
     }
 
+    #[must_use]
     pub fn sizes(mut self, sizes: LayoutSizes) -> Self {
         self.sizes = sizes;
         self
     }
 
     /// One bank (an image without in-place updates): every partition of bank A twice as large.
+    #[must_use]
     pub fn single_bank(mut self) -> Self {
         self.dual_bank = false;
         self
@@ -216,6 +219,7 @@ impl DiskBuilder {
 
     /// The seed of the disk's and partitions' unique GUIDs (the same seed gives the same GUIDs), so two disks in
     /// one test can differ.
+    #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self

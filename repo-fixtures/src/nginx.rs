@@ -86,6 +86,7 @@ pub struct NginxBuilder {
 }
 
 impl NginxBuilder {
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> NginxBuilder {
         NginxBuilder {
             root: root.into(),
@@ -95,12 +96,14 @@ impl NginxBuilder {
     }
 
     /// Use this nginx binary instead of searching for one; a missing file gives [`NginxError::NotInstalled`].
+    #[must_use]
     pub fn binary(mut self, binary: impl Into<PathBuf>) -> NginxBuilder {
         self.binary = Some(binary.into());
         self
     }
 
     /// How long to wait for nginx to accept connections (default 10 s).
+    #[must_use]
     pub fn startup_timeout(mut self, timeout: Duration) -> NginxBuilder {
         self.startup_timeout = timeout;
         self

@@ -206,6 +206,7 @@ impl Node {
     }
 
     /// The same node with its disk reached through another path (e.g. a loop device over the image).
+    #[must_use]
     pub fn with_disk(&self, disk: impl Into<PathBuf>) -> Self {
         Self::new(&self.sysroot, disk)
     }

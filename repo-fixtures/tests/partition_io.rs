@@ -12,6 +12,8 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+// The low byte of the index, on purpose: the pattern repeats every 256 bytes.
+#[allow(clippy::cast_possible_truncation)]
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -43,7 +45,7 @@ fn fill_inactive_root(node: &Node, disk: &FixtureDisk, expect_node: Option<&Path
         "never the running set"
     );
 
-    let data = pattern(root_b.len_bytes() as usize, 7);
+    let data = pattern(usize::try_from(root_b.len_bytes()).unwrap(), 7);
     let mut part = inactive.root.open_write().unwrap();
     part.write_all(&data).unwrap();
     // One byte more does not fit, and is not written anywhere.

@@ -26,7 +26,7 @@ fn backup_copy(disk: &FixtureDisk) -> (u64, u64) {
 
 fn read_sectors(path: &Path, (lba, count): (u64, u64)) -> Vec<u8> {
     let file = OpenOptions::new().read(true).open(path).unwrap();
-    let mut buf = vec![0; (count * SECTOR_SIZE) as usize];
+    let mut buf = vec![0; usize::try_from(count * SECTOR_SIZE).unwrap()];
     file.read_exact_at(&mut buf, lba * SECTOR_SIZE).unwrap();
     buf
 }
@@ -38,7 +38,11 @@ fn write_sectors(path: &Path, (lba, _): (u64, u64), bytes: &[u8]) {
 }
 
 fn zero_sectors(path: &Path, range: (u64, u64)) {
-    write_sectors(path, range, &vec![0; (range.1 * SECTOR_SIZE) as usize]);
+    write_sectors(
+        path,
+        range,
+        &vec![0; usize::try_from(range.1 * SECTOR_SIZE).unwrap()],
+    );
 }
 
 /// A node booted from A with an upgrade to B marked: A (1, 0, successful), B (2, 1).

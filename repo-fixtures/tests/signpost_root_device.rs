@@ -76,7 +76,7 @@ fn attached(dir: &Path) -> (FixtureDisk, LoopDevice) {
     let disk = DiskBuilder::new().build(dir.join("disk.img")).unwrap();
     let mut device = LoopDevice::attach(&disk.path).unwrap();
     device
-        .add_partition_nodes(disk.partitions.len() as u32)
+        .add_partition_nodes(u32::try_from(disk.partitions.len()).unwrap())
         .unwrap();
     (disk, device)
 }

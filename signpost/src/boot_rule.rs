@@ -31,6 +31,7 @@ impl BootPick {
 }
 
 /// The BOOT partition the bootloader would boot, without changing anything.
+#[must_use]
 pub fn choose(table: &GPT) -> Option<BootPick> {
     let mut best: Option<(u32, Guid, GptPrio)> = None;
     for (number, entry) in table.iter() {
@@ -76,6 +77,7 @@ pub fn boots_a_set(table: &GPT) -> bool {
 }
 
 /// The BOOT entries and their bits, in table order, for messages: `partition 2 (BOOT-A): priority=1 ...; ...`.
+#[must_use]
 pub fn describe(table: &GPT) -> String {
     let entries: Vec<String> = table
         .iter()
@@ -130,7 +132,7 @@ mod tests {
             let start = 2048 + u64::from(number) * 16;
             table[number] = GPTPartitionEntry {
                 partition_type_guid: type_guid.disk_bytes(),
-                unique_partition_guid: [number as u8; 16],
+                unique_partition_guid: [u8::try_from(number).unwrap(); 16],
                 starting_lba: start,
                 ending_lba: start + 15,
                 attribute_bits: bits,

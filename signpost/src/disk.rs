@@ -203,6 +203,7 @@ pub struct Location {
 
 impl Location {
     /// The node rooted at `sysroot` (`/` on a real node), its disk found through sysfs.
+    #[must_use]
     pub fn new(sysroot: impl Into<PathBuf>) -> Self {
         Self {
             sysroot: sysroot.into(),
@@ -212,12 +213,14 @@ impl Location {
     }
 
     /// Use this disk instead of the one under the sysroot.
+    #[must_use]
     pub fn disk(mut self, disk: impl Into<PathBuf>) -> Self {
         self.disk = Some(disk.into());
         self
     }
 
     /// Use this sysfs instead of `/sys` (tests with a fake tree).
+    #[must_use]
     pub fn sysfs(mut self, sysfs: Sysfs) -> Self {
         self.sysfs = sysfs;
         self

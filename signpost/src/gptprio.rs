@@ -58,11 +58,13 @@ impl GptPrio {
 
     /// Upstream signpost's notion of a bootable set: `(priority > 0 && tries_left > 0) || successful`. (GRUB's own
     /// rule, in [`crate::boot_rule`], also needs `priority > 0` for a successful set.)
+    #[must_use]
     pub fn will_boot(self) -> bool {
         (self.priority() > 0 && self.tries_left() > 0) || self.successful()
     }
 
     /// Bit 57, meaningful on the PRIVATE entry: the node has booted successfully at least once.
+    #[must_use]
     pub fn boot_ever_succeeded(self) -> bool {
         self.bit(BOOT_EVER_SUCCEEDED_BIT)
     }

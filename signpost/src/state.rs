@@ -193,6 +193,7 @@ impl State {
     }
 
     /// The set the bootloader will boot next ([`boot_rule::choose`]); none when no set is bootable.
+    #[must_use]
     pub fn next(&self) -> Option<SetSelect> {
         let pick = boot_rule::choose(&self.table)?;
         self.sets
@@ -202,6 +203,7 @@ impl State {
     }
 
     /// Bit 57 of the PRIVATE entry.
+    #[must_use]
     pub fn has_boot_succeeded(&self) -> bool {
         GptPrio::from(self.table[self.private.number].attribute_bits).boot_ever_succeeded()
     }
@@ -316,6 +318,7 @@ impl State {
     }
 
     /// Whether the running set has been marked successful (false during an upgrade's trial boot).
+    #[must_use]
     pub fn is_boot_confirmed(&self) -> bool {
         self.flags(self.active()).successful()
     }
@@ -524,6 +527,7 @@ mod tests {
     use super::*;
     use crate::guid::BOTTLEROCKET_RESERVED;
     use gptman::GPTPartitionEntry;
+    use std::fs;
 
     /// An image file whose partitions 1.. have `types`, and a sysroot whose command line is `cmdline`.
     struct Fixture {
@@ -544,11 +548,11 @@ mod tests {
             file.set_len(8192 * 512).unwrap();
             let mut table = GPT::new_from(&mut file, 512, [3; 16]).unwrap();
             for (i, guid) in types.iter().enumerate() {
-                let number = i as u32 + 1;
-                let start = 2048 + i as u64 * 256;
+                let number = u32::try_from(i + 1).unwrap();
+                let start = 2048 + u64::from(number - 1) * 256;
                 table[number] = GPTPartitionEntry {
                     partition_type_guid: guid.disk_bytes(),
-                    unique_partition_guid: [number as u8; 16],
+                    unique_partition_guid: [u8::try_from(number).unwrap(); 16],
                     starting_lba: start,
                     ending_lba: start + 255,
                     attribute_bits: 0,

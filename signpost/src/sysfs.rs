@@ -21,11 +21,13 @@ pub struct DevNum {
 }
 
 impl DevNum {
-    /// Splits glibc's `dev_t` encoding (`gnu_dev_major` / `gnu_dev_minor`).
+    /// Splits glibc's `dev_t` encoding (`gnu_dev_major` / `gnu_dev_minor`, with their masks).
+    #[must_use]
     pub fn from_raw(dev: u64) -> Self {
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        // Both fit in 32 bits by construction of the encoding.
+        let major = ((dev & 0x0000_0000_000f_ff00) >> 8) | ((dev & 0xffff_f000_0000_0000) >> 32);
+        let minor = (dev & 0x0000_0000_0000_00ff) | ((dev & 0x0000_0fff_fff0_0000) >> 12);
+        // The masks keep 12 + 20 bits of the major and 8 + 24 of the minor: both fit in 32 bits.
+        #[allow(clippy::cast_possible_truncation)]
         Self {
             major: major as u32,
             minor: minor as u32,
@@ -61,6 +63,7 @@ impl Default for Sysfs {
 }
 
 impl Sysfs {
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
@@ -291,6 +294,29 @@ mod tests {
             DevNum {
                 major: 7,
                 minor: 257
+            }
+        );
+        // The widest numbers, and a major above 4095 (its high bits sit above the minor's): no bit of one lands in
+        // the other.
+        assert_eq!(
+            DevNum::from_raw(u64::MAX),
+            DevNum {
+                major: u32::MAX,
+                minor: u32::MAX
+            }
+        );
+        assert_eq!(
+            DevNum::from_raw(0x0012_3000_0000_0501),
+            DevNum {
+                major: 0x123_005,
+                minor: 1
+            }
+        );
+        assert_eq!(
+            DevNum::from_raw(0x0000_0fff_fff0_0000),
+            DevNum {
+                major: 0,
+                minor: 0xffff_ff00
             }
         );
         assert_eq!(

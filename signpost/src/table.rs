@@ -39,6 +39,7 @@ pub fn read_table(file: &mut File, path: &Path) -> Result<GPT, Error> {
 }
 
 /// The copy `table` was read from.
+#[must_use]
 pub fn loaded_from(table: &GPT) -> TableCopy {
     if table.is_primary() {
         TableCopy::Primary
@@ -196,7 +197,7 @@ impl Write for WriteRecorder {
         }
         match self.writes.last_mut() {
             Some(last) if last.offset + last.bytes.len() as u64 == self.position => {
-                last.bytes.extend_from_slice(buf)
+                last.bytes.extend_from_slice(buf);
             }
             _ => self.writes.push(RecordedWrite {
                 offset: self.position,
@@ -246,7 +247,8 @@ mod tests {
             let start = 2048 + u64::from(n - 1) * 1024;
             table[n] = GPTPartitionEntry {
                 partition_type_guid: BOTTLEROCKET_BOOT.disk_bytes(),
-                unique_partition_guid: Guid::from_disk_bytes([n as u8; 16]).disk_bytes(),
+                unique_partition_guid: Guid::from_disk_bytes([u8::try_from(n).unwrap(); 16])
+                    .disk_bytes(),
                 starting_lba: start,
                 ending_lba: start + 1023,
                 attribute_bits: if n == 1 { bits } else { FALLBACK_BITS },
@@ -258,8 +260,9 @@ mod tests {
         (file, table)
     }
 
-    fn zero(file: &File, offset: u64, len: usize) {
-        file.write_all_at(&vec![0; len], offset).unwrap();
+    fn zero(file: &File, offset: u64, len: u64) {
+        file.write_all_at(&vec![0; usize::try_from(len).unwrap()], offset)
+            .unwrap();
     }
 
     fn first_bits(file: &mut File) -> (u64, TableCopy) {
@@ -328,7 +331,7 @@ mod tests {
     fn a_zeroed_primary_header_loads_from_the_backup() {
         let (file, _) = disk_with(1 << 48);
         let mut f = file.reopen().unwrap();
-        zero(&f, SECTOR, SECTOR as usize);
+        zero(&f, SECTOR, SECTOR);
         assert_eq!(first_bits(&mut f), (1 << 48, TableCopy::Backup));
     }
 
@@ -345,7 +348,7 @@ mod tests {
     fn a_zeroed_backup_still_loads_from_the_primary() {
         let (file, _) = disk_with(1 << 48);
         let mut f = file.reopen().unwrap();
-        zero(&f, (DISK_SECTORS - 33) * SECTOR, 33 * SECTOR as usize);
+        zero(&f, (DISK_SECTORS - 33) * SECTOR, 33 * SECTOR);
         assert_eq!(first_bits(&mut f), (1 << 48, TableCopy::Primary));
     }
 
@@ -353,7 +356,7 @@ mod tests {
     fn rewriting_a_table_loaded_from_the_backup_repairs_the_primary() {
         let (file, _) = disk_with(1 << 48);
         let mut f = file.reopen().unwrap();
-        zero(&f, SECTOR, SECTOR as usize);
+        zero(&f, SECTOR, SECTOR);
         let mut table = read_table(&mut f, file.path()).unwrap();
         assert!(table.is_backup());
         write_table(&mut f, file.path(), &mut table).unwrap();
@@ -374,7 +377,7 @@ mod tests {
             read_copy(&mut f, SECTOR, DISK_SECTORS - 1).unwrap()[0].attribute_bits,
             1 << 48
         );
-        zero(&f, SECTOR, SECTOR as usize);
+        zero(&f, SECTOR, SECTOR);
         assert_eq!(first_bits(&mut f), (1 << 48, TableCopy::Backup));
     }
 
@@ -419,14 +422,14 @@ mod tests {
 
     #[test]
     fn gptman_in_memory_round_trip_matches_our_reader() {
-        let mut disk = Cursor::new(vec![0u8; (DISK_SECTORS * SECTOR) as usize]);
+        let mut disk = Cursor::new(vec![0u8; usize::try_from(DISK_SECTORS * SECTOR).unwrap()]);
         let mut table = GPT::new_from(&mut disk, SECTOR, [1; 16]).unwrap();
         table.write_into(&mut disk).unwrap();
         assert!(
             read_copy(&mut disk, SECTOR, 1)
                 .unwrap()
                 .iter()
-                .all(|e| e.is_unused())
+                .all(GPTPartitionEntry::is_unused)
         );
     }
 }

@@ -32,11 +32,11 @@ fn node(dir: &Path) -> (String, String) {
         BOTTLEROCKET_PRIVATE,
     ];
     for (i, type_guid) in types.into_iter().enumerate() {
-        let number = i as u32 + 1;
-        let start = 2048 + i as u64 * 512;
+        let number = u32::try_from(i + 1).unwrap();
+        let start = 2048 + u64::from(number - 1) * 512;
         table[number] = GPTPartitionEntry {
             partition_type_guid: type_guid.disk_bytes(),
-            unique_partition_guid: [number as u8; 16],
+            unique_partition_guid: [u8::try_from(number).unwrap(); 16],
             starting_lba: start,
             ending_lba: start + 511,
             attribute_bits: if number == 1 {

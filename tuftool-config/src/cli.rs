@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::GenKey { key_type, out } => {
             let info = generate_key(key_type, &out)?;
-            emit(format!(
+            emit(&format!(
                 "{} {} {}",
                 info.key_type,
                 info.keyid,
@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::CreateRoot { config } => {
             let config = RepoConfig::load(&config)?;
             let root = commands::create_root(&config, now).await?;
-            emit(format!(
+            emit(&format!(
                 "Created {} version {} expiring {}",
                 config.root.display(),
                 root.version(),
@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::RotateRoot { config, new_config } => {
             let (old, new) = (RepoConfig::load(&config)?, RepoConfig::load(&new_config)?);
             let (root, summary) = commands::rotate(&old, &new, now).await?;
-            emit(format!("Rotated to {root}"));
+            emit(&format!("Rotated to {root}"));
             print_summary("Re-signed", &summary);
         }
         Command::Validate {
@@ -186,9 +186,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 _ => unreachable!("clap enforces --config or --root with --repo"),
             };
             if json {
-                emit(serde_json::to_string_pretty(&report).unwrap_or_default());
+                emit(&serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
-                emit(report.to_string().trim_end().to_string());
+                emit(report.to_string().trim_end());
             }
             if !report.is_ok() {
                 return Ok(Outcome::Problems);
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
 }
 
 fn print_summary(what: &str, s: &BuildSummary) {
-    emit(format!(
+    emit(&format!(
         "{what} {}: root {}, targets {} (expires {}), snapshot {} (expires {}), timestamp {} (expires {}), {} targets",
         s.repository.display(),
         s.root_version,
@@ -212,18 +212,18 @@ fn print_summary(what: &str, s: &BuildSummary) {
         s.targets
     ));
     if let Some(v) = s.published_root {
-        emit(format!("  published {v}.root.json"));
+        emit(&format!("  published {v}.root.json"));
     }
     for name in &s.added {
-        emit(format!("  added {name}"));
+        emit(&format!("  added {name}"));
     }
     for name in &s.replaced {
-        emit(format!("  replaced {name}"));
+        emit(&format!("  replaced {name}"));
     }
 }
 
 /// Writes a line to stdout; a closed pipe (`| head`) is not worth a panic.
-fn emit(line: String) {
+fn emit(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -338,20 +338,23 @@ pub struct RoleKeys {
 
 impl RoleKeys {
     /// No keys for any role.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The same keys for every role (convenient for fixtures with one key).
-    pub fn all_roles(keys: Vec<SigningKey>) -> Self {
+    #[must_use]
+    pub fn all_roles(keys: &[SigningKey]) -> Self {
         let mut this = Self::new();
         for role in Role::ALL {
-            this = this.role(role, keys.clone());
+            this = this.role(role, keys.to_vec());
         }
         this
     }
 
     /// Sets the keys for `role` (replacing any set before).
+    #[must_use]
     pub fn role(mut self, role: Role, keys: Vec<SigningKey>) -> Self {
         self.by_role.insert(role, keys);
         self

@@ -20,7 +20,7 @@
 //!     root = root.role(role, vec![key.clone()], NonZeroU64::MIN);
 //! }
 //! root.sign(now).await?.write(dir.join("root.json"))?;
-//! RepoBuild::new(dir.join("root.json"), RoleKeys::all_roles(vec![key]), now)
+//! RepoBuild::new(dir.join("root.json"), RoleKeys::all_roles(&[key]), now)
 //!     .targets_dir(dir.join("images"))
 //!     .manifest(dir.join("manifest.json"))
 //!     .write(dir.join("repo"))

@@ -19,6 +19,7 @@ pub struct Refresh {
 impl Refresh {
     /// A refresh under the root.json at `root_path`, with `keys` for targets, snapshot and
     /// timestamp, at time `now`.
+    #[must_use]
     pub fn new(root_path: impl Into<PathBuf>, keys: RoleKeys, now: Timestamp) -> Self {
         Self {
             build: RepoBuild::new(root_path, keys, now),
@@ -26,12 +27,14 @@ impl Refresh {
     }
 
     /// Explicit versions (each must increase). Default: [`RoleVersions::derived`].
+    #[must_use]
     pub fn versions(mut self, versions: RoleVersions) -> Self {
         self.build = self.build.versions(versions);
         self
     }
 
     /// Expiry policy or fixed times. Default: [`crate::ExpirationPolicy::default`].
+    #[must_use]
     pub fn expirations(mut self, expirations: impl Into<Expirations>) -> Self {
         self.build = self.build.expirations(expirations);
         self

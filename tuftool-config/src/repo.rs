@@ -110,6 +110,7 @@ impl RepoBuild {
     /// A build signed under the root.json at `root_path` (the newest root: a version newer than
     /// the repository's is published with it), with `keys` for the targets, snapshot and
     /// timestamp roles, at time `now`.
+    #[must_use]
     pub fn new(root_path: impl Into<PathBuf>, keys: RoleKeys, now: Timestamp) -> Self {
         Self {
             root_path: root_path.into(),
@@ -124,12 +125,14 @@ impl RepoBuild {
     }
 
     /// Adds every regular file at the top of `dir` as a target.
+    #[must_use]
     pub fn targets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.targets_dir = Some(dir.into());
         self
     }
 
     /// Adds one file as a target (named by its file name).
+    #[must_use]
     pub fn target_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.target_files.push(path.into());
         self
@@ -137,6 +140,7 @@ impl RepoBuild {
 
     /// Adds `path` as the target `manifest.json`; every image and migration it names must be a
     /// target (new or already in the repository).
+    #[must_use]
     pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
         self.manifest = Some(path.into());
         self
@@ -144,12 +148,14 @@ impl RepoBuild {
 
     /// Sets explicit role versions; each must be greater than the repository's current one.
     /// Default: [`RoleVersions::derived`].
+    #[must_use]
     pub fn versions(mut self, versions: RoleVersions) -> Self {
         self.versions = Some(versions);
         self
     }
 
     /// Sets the expiry policy or fixed expiry times. Default: [`ExpirationPolicy::default`].
+    #[must_use]
     pub fn expirations(mut self, expirations: impl Into<Expirations>) -> Self {
         self.expirations = expirations.into();
         self

@@ -53,6 +53,7 @@ impl SignedRoot {
     }
 
     /// Names the file this root is (or will be) stored at, for messages.
+    #[must_use]
     pub fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.path = Some(path.into());
         self
@@ -94,6 +95,7 @@ impl SignedRoot {
     }
 
     /// Whether `key` is listed in this root for `role`.
+    #[must_use]
     pub fn lists(&self, role: Role, key: &SigningKey) -> bool {
         self.role_keys(role)
             .is_some_and(|rk| rk.keyids.iter().any(|id| hex::encode(&**id) == key.keyid()))
@@ -178,6 +180,7 @@ pub struct RootBuilder {
 impl RootBuilder {
     /// A root that expires at `expires`; version 1 (or the next version, when rotating),
     /// consistent snapshots on, no roles yet.
+    #[must_use]
     pub fn new(expires: Timestamp) -> Self {
         Self {
             expires,
@@ -188,12 +191,14 @@ impl RootBuilder {
     }
 
     /// Sets the version (default 1; when rotating it must be the old version + 1).
+    #[must_use]
     pub fn version(mut self, version: NonZeroU64) -> Self {
         self.version = Some(version);
         self
     }
 
     /// Sets `consistent_snapshot` (default true, as Bottlerocket).
+    #[must_use]
     pub fn consistent_snapshot(mut self, consistent_snapshot: bool) -> Self {
         self.consistent_snapshot = consistent_snapshot;
         self
@@ -201,6 +206,7 @@ impl RootBuilder {
 
     /// Lists `keys` for `role` with `threshold`. All four roles must be given. The root role's
     /// keys sign the new root.
+    #[must_use]
     pub fn role(mut self, role: Role, keys: Vec<SigningKey>, threshold: NonZeroU64) -> Self {
         self.roles.insert(role, (keys, threshold));
         self

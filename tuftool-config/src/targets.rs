@@ -129,10 +129,10 @@ pub(crate) fn manifest_references(path: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let strings = |v: &serde_json::Value, out: &mut Vec<String>| match v {
         serde_json::Value::Object(map) => {
-            out.extend(map.values().filter_map(|v| v.as_str().map(str::to_string)))
+            out.extend(map.values().filter_map(|v| v.as_str().map(str::to_string)));
         }
         serde_json::Value::Array(items) => {
-            out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)))
+            out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
         }
         _ => {}
     };

@@ -153,6 +153,7 @@ pub struct ValidationReport {
 
 impl ValidationReport {
     /// True when no problem was found.
+    #[must_use]
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -195,6 +196,7 @@ pub struct RepoValidator {
 impl RepoValidator {
     /// A validator for the repository at `metadata_url` / `targets_url` (file:// or http(s)://)
     /// as seen by a client that ships `trusted_root` (the bytes of a root.json), at time `now`.
+    #[must_use]
     pub fn new(trusted_root: Vec<u8>, metadata_url: Url, targets_url: Url, now: Timestamp) -> Self {
         Self {
             trusted_root,
@@ -223,6 +225,7 @@ impl RepoValidator {
     }
 
     /// Also report a problem unless the client ends on root version `version`.
+    #[must_use]
     pub fn expect_root_version(mut self, version: u64) -> Self {
         self.expected_root_version = Some(version);
         self

@@ -225,7 +225,7 @@ async fn a_different_root_of_the_published_version_is_refused() {
     other.write(&other_path).unwrap();
     let build = RepoBuild::new(
         &other_path,
-        RoleKeys::all_roles(vec![w.keys[4].clone()]),
+        RoleKeys::all_roles(std::slice::from_ref(&w.keys[4])),
         w.now,
     );
     w.refused(

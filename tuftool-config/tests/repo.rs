@@ -24,7 +24,7 @@ async fn every_key_type_signs_a_repository_that_a_client_loads() {
         root.write(&root_path).unwrap();
         let (targets, manifest) = release(dir.path(), "1.0.0");
         let out = dir.path().join("repo");
-        RepoBuild::new(&root_path, RoleKeys::all_roles(vec![key]), now)
+        RepoBuild::new(&root_path, RoleKeys::all_roles(&[key]), now)
             .targets_dir(&targets)
             .manifest(&manifest)
             .write(&out)
@@ -56,7 +56,7 @@ async fn a_build_writes_the_consistent_snapshot_layout_with_real_file_copies() {
     root.write(&root_path).unwrap();
     let (targets, manifest) = release(dir.path(), "1.0.0");
     let out = dir.path().join("repo");
-    let summary = RepoBuild::new(&root_path, RoleKeys::all_roles(vec![key]), now)
+    let summary = RepoBuild::new(&root_path, RoleKeys::all_roles(&[key]), now)
         .targets_dir(&targets)
         .manifest(&manifest)
         .write(&out)
@@ -65,7 +65,7 @@ async fn a_build_writes_the_consistent_snapshot_layout_with_real_file_copies() {
 
     let v = summary.versions;
     // Default versions are the build time in UNIX seconds.
-    assert_eq!(v.targets.get(), now.as_second() as u64);
+    assert_eq!(v.targets.get(), u64::try_from(now.as_second()).unwrap());
     assert_eq!(summary.published_root, Some(1));
     assert_eq!(summary.added.len(), 4);
     assert_eq!(
@@ -119,7 +119,7 @@ async fn an_update_keeps_old_targets_adds_new_ones_and_increases_every_version()
     let root = single_key_root(&key, now, 365).await;
     let root_path = dir.path().join("root.json");
     root.write(&root_path).unwrap();
-    let keys = RoleKeys::all_roles(vec![key]);
+    let keys = RoleKeys::all_roles(&[key]);
     let out = dir.path().join("repo");
     let (t1, m1) = release(dir.path(), "1.0.0");
     let first = RepoBuild::new(&root_path, keys.clone(), now)
@@ -170,7 +170,10 @@ async fn an_update_keeps_old_targets_adds_new_ones_and_increases_every_version()
         .write(&out)
         .await
         .unwrap();
-    assert_eq!(third.versions.timestamp.get(), later.as_second() as u64);
+    assert_eq!(
+        third.versions.timestamp.get(),
+        u64::try_from(later.as_second()).unwrap()
+    );
 }
 
 #[tokio::test]
@@ -181,7 +184,7 @@ async fn a_client_that_loaded_the_old_repository_accepts_the_update() {
     let root = single_key_root(&key, now, 365).await;
     let root_path = dir.path().join("root.json");
     root.write(&root_path).unwrap();
-    let keys = RoleKeys::all_roles(vec![key]);
+    let keys = RoleKeys::all_roles(&[key]);
     let out = dir.path().join("repo");
     let (t1, m1) = release(dir.path(), "1.0.0");
     RepoBuild::new(&root_path, keys.clone(), now)
@@ -218,7 +221,7 @@ async fn refresh_re_signs_with_new_expiry_times_and_old_targets_stay_readable() 
     let root = single_key_root(&key, now, 365).await;
     let root_path = dir.path().join("root.json");
     root.write(&root_path).unwrap();
-    let keys = RoleKeys::all_roles(vec![key]);
+    let keys = RoleKeys::all_roles(&[key]);
     let out = dir.path().join("repo");
     let (t1, m1) = release(dir.path(), "1.0.0");
     let built = RepoBuild::new(&root_path, keys.clone(), now)
@@ -262,7 +265,7 @@ async fn refresh_brings_an_expired_repository_back() {
     let root = single_key_root(&key, long_ago, 365).await;
     let root_path = dir.path().join("root.json");
     root.write(&root_path).unwrap();
-    let keys = RoleKeys::all_roles(vec![key]);
+    let keys = RoleKeys::all_roles(&[key]);
     let out = dir.path().join("repo");
     let (t1, m1) = release(dir.path(), "1.0.0");
     RepoBuild::new(&root_path, keys.clone(), long_ago)
@@ -294,7 +297,7 @@ async fn refresh_of_an_empty_directory_is_refused() {
     let root_path = dir.path().join("root.json");
     root.write(&root_path).unwrap();
     let out = dir.path().join("repo");
-    let err = Refresh::new(&root_path, RoleKeys::all_roles(vec![key]), t0())
+    let err = Refresh::new(&root_path, RoleKeys::all_roles(&[key]), t0())
         .write(&out)
         .await
         .unwrap_err();
@@ -412,7 +415,7 @@ async fn a_key_serving_several_roles_signs_each_and_a_kms_like_source_works_too(
     root.write(&root_path).unwrap();
     let (targets, manifest) = release(dir.path(), "2.0.0");
     let out = dir.path().join("repo");
-    RepoBuild::new(&root_path, RoleKeys::all_roles(vec![key]), now)
+    RepoBuild::new(&root_path, RoleKeys::all_roles(&[key]), now)
         .targets_dir(&targets)
         .manifest(&manifest)
         .write(&out)

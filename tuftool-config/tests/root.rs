@@ -101,12 +101,16 @@ async fn world(
     root.write(&root_path).unwrap();
     let (targets, manifest) = release(dir, "1.0.0");
     let out = dir.join("repo");
-    RepoBuild::new(&root_path, RoleKeys::all_roles(vec![keys[2].clone()]), now)
-        .targets_dir(&targets)
-        .manifest(&manifest)
-        .write(&out)
-        .await
-        .unwrap();
+    RepoBuild::new(
+        &root_path,
+        RoleKeys::all_roles(std::slice::from_ref(&keys[2])),
+        now,
+    )
+    .targets_dir(&targets)
+    .manifest(&manifest)
+    .write(&out)
+    .await
+    .unwrap();
     (out, root, keys)
 }
 
@@ -136,7 +140,7 @@ async fn after_a_rotation_a_client_with_the_old_root_walks_to_the_new_one_and_lo
     rotated.write(&new_root_path).unwrap();
     let summary = Refresh::new(
         &new_root_path,
-        RoleKeys::all_roles(vec![keys[4].clone()]),
+        RoleKeys::all_roles(std::slice::from_ref(&keys[4])),
         now,
     )
     .write(&out)
@@ -160,7 +164,7 @@ async fn after_a_rotation_a_client_with_the_old_root_walks_to_the_new_one_and_lo
     // The old keys can no longer publish: they are not in the new root.
     let err = Refresh::new(
         &new_root_path,
-        RoleKeys::all_roles(vec![keys[2].clone()]),
+        RoleKeys::all_roles(std::slice::from_ref(&keys[2])),
         now,
     )
     .write(&out)
@@ -231,11 +235,15 @@ async fn a_root_that_skips_a_version_or_is_older_than_the_published_one_is_refus
         .unwrap();
     let path = dir.path().join("root-3.json");
     skipping.write(&path).unwrap();
-    let err = Refresh::new(&path, RoleKeys::all_roles(vec![keys[2].clone()]), now)
-        .write(&out)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = Refresh::new(
+        &path,
+        RoleKeys::all_roles(std::slice::from_ref(&keys[2])),
+        now,
+    )
+    .write(&out)
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("2.root.json is missing"), "{err}");
     assert_eq!(snapshot_tree(&out), before);
 }

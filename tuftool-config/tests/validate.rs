@@ -13,7 +13,7 @@ async fn built(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     root.write(&root_path).unwrap();
     let (targets, manifest) = release(dir, "1.0.0");
     let out = dir.join("repo");
-    RepoBuild::new(&root_path, RoleKeys::all_roles(vec![key]), t0())
+    RepoBuild::new(&root_path, RoleKeys::all_roles(&[key]), t0())
         .targets_dir(targets)
         .manifest(manifest)
         .write(&out)

@@ -150,6 +150,7 @@ pub struct UpdateSelector {
 }
 
 impl UpdateSelector {
+    #[must_use]
     pub fn new(variant: impl Into<String>, arch: impl Into<String>, version: Version) -> Self {
         Self {
             variant: variant.into(),
@@ -159,6 +160,7 @@ impl UpdateSelector {
     }
 
     /// Whether `update` is the one this selector names.
+    #[must_use]
     pub fn matches(&self, update: &Update) -> bool {
         update.variant == self.variant && update.arch == self.arch && update.version == self.version
     }
@@ -346,6 +348,7 @@ impl Manifest {
     /// pair of waves out of order. Upstream reads and uses such manifests (its own updog test
     /// data has two waves at one time) and checks the order only in `updata set-waves`; so do
     /// we, and callers report these as warnings.
+    #[must_use]
     pub fn unordered_waves(&self) -> Vec<UnorderedWaves> {
         self.updates
             .iter()
@@ -463,12 +466,14 @@ impl Manifest {
 
 impl Update {
     /// The wave a host with `seed` is in; see [`waves::update_wave`].
+    #[must_use]
     pub fn update_wave(&self, seed: u32) -> Option<Wave> {
         waves::update_wave(&self.waves, seed)
     }
 
     /// Whether a host with `seed` may take this update at `now`; see [`waves::update_ready`]
     /// (including its absolute-seed quirk).
+    #[must_use]
     pub fn update_ready(&self, seed: u32, now: DateTime<Utc>) -> bool {
         waves::update_ready(&self.waves, seed, now)
     }

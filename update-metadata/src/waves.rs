@@ -145,6 +145,7 @@ impl Wave {
 ///
 /// Upstream panics for a seed above [`MAX_SEED`] (an inverted `BTreeMap` range); here such a
 /// seed simply has no end key, so it falls in the last wave.
+#[must_use]
 pub fn update_wave(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<Wave> {
     let start = waves.range(..seed).next_back().map(|(k, v)| (*k, *v));
     let end = if seed <= MAX_SEED {
@@ -191,6 +192,7 @@ pub fn update_wave(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<Wa
 /// Wave times that do not strictly increase with the seed (which upstream's manifest reading
 /// accepts) go through the same steps: a wave whose end is not after its start is open to all
 /// its hosts from the earlier of the two times.
+#[must_use]
 pub fn update_ready(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32, now: DateTime<Utc>) -> bool {
     ready_at(waves, seed).is_none_or(|at| now >= at)
 }
@@ -204,6 +206,7 @@ pub fn update_ready(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32, now: DateTi
 /// passed (step 2), never before its start (step 3), and otherwise at the host's slot (step 5,
 /// with the absolute seed). The `max` matters only when the wave's end is before its start (a
 /// negative time per seed); an unrepresentable slot means the wave's end.
+#[must_use]
 pub fn ready_at(waves: &BTreeMap<u32, DateTime<Utc>>, seed: u32) -> Option<DateTime<Utc>> {
     match update_wave(waves, seed)? {
         Wave::Initial { .. } => None,
@@ -239,6 +242,7 @@ pub type WaveStart = (u32, DateTime<Utc>);
 
 /// The first adjacent pair of waves (in seed order) whose start times do not strictly
 /// increase, as `((seed, time), (next_seed, next_time))`.
+#[must_use]
 pub fn first_unordered_pair(
     waves: &BTreeMap<u32, DateTime<Utc>>,
 ) -> Option<(WaveStart, WaveStart)> {
@@ -251,6 +255,7 @@ pub fn first_unordered_pair(
 
 /// The seed a fleet percentage maps to, computed in `f32` exactly as upstream does
 /// (`1` → 20, `5` → 102, `15` → 307, `40` → 819, `60` → 1228, `90` → 1843, `100` → 2048).
+#[must_use]
 pub fn seed_for_percentage(fleet_percentage: u32) -> u32 {
     // The float arithmetic is the format: a different rounding would move wave boundaries.
     #[allow(
@@ -1155,9 +1160,12 @@ mod tests {
                 if end_seed == start_seed {
                     return true;
                 }
-                let time_per_seed = (end_time - start_time) / (end_seed - start_seed) as i32;
+                // A general wave ends at or below MAX_SEED, so its seeds fit an i32 (upstream's
+                // `as i32`).
+                let seeds = i32::try_from(end_seed - start_seed).unwrap();
+                let time_per_seed = (end_time - start_time) / seeds;
                 match time_per_seed
-                    .checked_mul(seed as i32)
+                    .checked_mul(i32::try_from(seed).unwrap())
                     .and_then(|offset| start_time.checked_add_signed(offset))
                 {
                     Some(target) => now >= target,

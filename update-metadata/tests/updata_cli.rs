@@ -37,15 +37,15 @@ fn ok(output: Output) -> Output {
 }
 
 #[track_caller]
-fn fails(output: Output) -> String {
+fn fails(output: &Output) -> String {
     assert_eq!(
         output.status.code(),
         Some(1),
         "expected exit 1\nstdout: {}\nstderr: {}",
-        stdout(&output),
-        stderr(&output)
+        stdout(output),
+        stderr(output)
     );
-    stderr(&output)
+    stderr(output)
 }
 
 fn read_json(path: &Path) -> Value {
@@ -180,7 +180,7 @@ fn add_update_twice_fails_and_leaves_the_file() {
     let (dir, path) = with_manifest();
     add(dir.path(), &path, "aws-dev", "x86_64", "1.0.0", &[]);
     let before = fs::read(&path).unwrap();
-    let err = fails(updata(
+    let err = fails(&updata(
         dir.path(),
         &[
             "add-update",
@@ -321,7 +321,7 @@ fn set_waves_reads_a_policy_file() {
 fn set_waves_with_an_unknown_policy_fails_naming_it() {
     let (dir, path) = with_manifest();
     add(dir.path(), &path, "aws-dev", "x86_64", "1.0.0", &[]);
-    let err = fails(updata(
+    let err = fails(&updata(
         dir.path(),
         &[
             "set-waves",
@@ -346,7 +346,7 @@ fn set_waves_with_an_unknown_policy_fails_naming_it() {
 fn set_waves_without_a_matching_update_fails() {
     let (dir, path) = with_manifest();
     add(dir.path(), &path, "aws-dev", "x86_64", "1.0.0", &[]);
-    let err = fails(updata(
+    let err = fails(&updata(
         dir.path(),
         &[
             "set-waves",
@@ -422,7 +422,7 @@ fn set_migrations_with_a_bad_key_fails_naming_file_and_key() {
         "version = \"1.0.0\"\n[migrations]\n\"1.0.0 to 1.1.0\" = []\n",
     )
     .unwrap();
-    let err = fails(updata(
+    let err = fails(&updata(
         dir.path(),
         &[
             "set-migrations",
@@ -478,7 +478,7 @@ fn validate_rejects_a_duplicate_wave_key_naming_file_key_and_update() {
             "images":{"boot":"b","root":"r","hash":"h"}}],"migrations":{}}"#,
     )
     .unwrap();
-    let err = fails(updata(dir.path(), &["validate", path.to_str().unwrap()]));
+    let err = fails(&updata(dir.path(), &["validate", path.to_str().unwrap()]));
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(err.contains("duplicate wave key '20'"), "{err}");
     assert!(
@@ -547,7 +547,7 @@ fn set_waves_still_refuses_a_policy_whose_times_do_not_increase() {
             ),
         )
         .unwrap();
-        let err = fails(updata(
+        let err = fails(&updata(
             dir.path(),
             &[
                 "set-waves",
@@ -578,7 +578,7 @@ fn set_waves_still_refuses_a_policy_whose_times_do_not_increase() {
 fn a_missing_manifest_fails_with_the_path_and_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.json");
-    let err = fails(updata(
+    let err = fails(&updata(
         dir.path(),
         &["set-max-version", path.to_str().unwrap(), "-v", "1.0.0"],
     ));
@@ -592,9 +592,9 @@ fn a_missing_manifest_fails_with_the_path_and_a_hint() {
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let err = fails(updata(dir.path(), &["add-update", "m.json", "-f", "x"]));
+    let err = fails(&updata(dir.path(), &["add-update", "m.json", "-f", "x"]));
     assert!(err.contains("required"), "{err}");
-    let err = fails(updata(dir.path(), &["frobnicate"]));
+    let err = fails(&updata(dir.path(), &["frobnicate"]));
     assert!(err.contains("frobnicate"), "{err}");
 
     let out = ok(updata(dir.path(), &["add-update", "--help"]));

@@ -53,7 +53,7 @@ fn options() -> Options {
                 options.size_mib = args
                     .next()
                     .and_then(|v| v.parse().ok())
-                    .expect("--size-mib N")
+                    .expect("--size-mib N");
             }
             "--runs" => options.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--workdir" => options.workdir = args.next().map(PathBuf::from).expect("--workdir DIR"),
@@ -79,7 +79,7 @@ fn main() {
     println!(
         "image: {} MiB from /usr, lz4 -1: {:.1} MiB (ratio {:.2})",
         options.size_mib,
-        compressed_len as f64 / (1 << 20) as f64,
+        compressed_len as f64 / f64::from(1 << 20),
         image_len as f64 / compressed_len as f64
     );
 
@@ -181,7 +181,7 @@ fn bench_target(
     let (node, dd_target, dd_offset) = if loop_device {
         let mut attached = LoopDevice::attach(&disk.path).unwrap();
         attached
-            .add_partition_nodes(disk.partitions.len() as u32)
+            .add_partition_nodes(u32::try_from(disk.partitions.len()).unwrap())
             .unwrap();
         let node = node.with_disk(attached.path());
         let partition = attached.partition_node(disk.number(Role::Root(Bank::B)));
@@ -380,7 +380,7 @@ fn build_image(path: &Path, len: u64) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let take = (n as u64).min(len - written) as usize;
+                let take = n.min(usize::try_from(len - written).unwrap_or(usize::MAX));
                 out.write_all(&buf[..take]).unwrap();
                 written += take as u64;
                 if written == len {
@@ -483,7 +483,11 @@ fn build_repo(out: &Path, root_lz4: &Path) {
             .or_else(|_| std::fs::copy(root_lz4, targets.join(&images.root)).map(drop))
             .unwrap();
         let small = |len: usize| {
-            chain::lz4_compress(&(0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>())
+            chain::lz4_compress(
+                &(0..len)
+                    .map(|i| (i % 251).to_le_bytes()[0])
+                    .collect::<Vec<_>>(),
+            )
         };
         std::fs::write(targets.join(&images.boot), small(1 << 20)).unwrap();
         std::fs::write(targets.join(&images.hash), small(64 << 10)).unwrap();

@@ -121,7 +121,7 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
 
 /// Runs a parsed command line: the command under its locks, then (`--reboot` after `update` or `update-apply`) the
 /// reboot command, once the locks are released.
-pub fn run(cli: Cli) -> Result<Output> {
+pub fn run(cli: &Cli) -> Result<Output> {
     let (output, reboot_command) = run_locked(cli)?;
     if let Some(command) = reboot_command {
         update::reboot(&command)?;
@@ -132,14 +132,14 @@ pub fn run(cli: Cli) -> Result<Output> {
 /// The command itself. Takes updog's lock first, then reads the node's config (whose proxy settings go to the HTTP
 /// client directly, see `fetch::HttpsProxy`); the commands that write the disk take its lock too. Both are released
 /// when this returns. Returns the reboot command to run, if one is due.
-fn run_locked(cli: Cli) -> Result<(Output, Option<Vec<String>>)> {
+fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
     let sysroot = Sysroot::new(&cli.sysroot);
     let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
     if let Command::UpdateApply | Command::UpdateRevert = cli.command {
         // Upstream needs no config for these: they only change the boot flags. updog.toml is read
         // when present, for `disk` and `reboot_command`.
         let config = optional_config(&sysroot);
-        let location = location(&cli, config.as_ref());
+        let location = location(cli, config.as_ref());
         let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
         return match cli.command {
             Command::UpdateApply => {
@@ -178,7 +178,7 @@ fn run_locked(cli: Cli) -> Result<(Output, Option<Vec<String>>)> {
             .map(|output| (output, None)),
         Command::Update | Command::UpdateImage => {
             let apply = cli.command == Command::Update;
-            let location = location(&cli, Some(&node.config));
+            let location = location(cli, Some(&node.config));
             let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
             let options = UpdateOptions { selection, apply };
             let sink = progress::sink_for(cli.json);

@@ -190,7 +190,7 @@ impl Config {
         match table.get("stall_timeout_seconds") {
             None => {}
             Some(Value::Integer(n)) if (1..=86_400).contains(n) => {
-                fetch.stall_timeout = Duration::from_secs(*n as u64);
+                fetch.stall_timeout = Duration::from_secs(n.unsigned_abs());
             }
             Some(Value::Float(f)) if (0.001..=86_400.0).contains(f) => {
                 fetch.stall_timeout = Duration::from_secs_f64(*f);
@@ -199,10 +199,12 @@ impl Config {
                 return Err(keys.invalid("stall_timeout_seconds", STALL_EXPECTED, other));
             }
         }
-        match table.get("download_retries") {
-            None => {}
-            Some(Value::Integer(n)) if (0..=1000).contains(n) => fetch.retries = *n as u32,
-            Some(other) => return Err(keys.invalid("download_retries", RETRIES_EXPECTED, other)),
+        if let Some(value) = table.get("download_retries") {
+            fetch.retries = value
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| keys.invalid("download_retries", RETRIES_EXPECTED, value))?;
         }
 
         fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());
@@ -468,13 +470,25 @@ ignore_waves = false
                 .stall_timeout,
             Duration::from_secs(90)
         );
+        // The bounds are inclusive.
+        let bounds = parse(&format!(
+            "{GOOD}stall_timeout_seconds = 86400\ndownload_retries = 1000\n"
+        ))
+        .unwrap();
+        assert_eq!(bounds.fetch.stall_timeout, Duration::from_secs(86_400));
+        assert_eq!(bounds.fetch.retries, 1000);
 
         for (extra, key) in [
             ("disk = \"loop3\"", "disk"),
             ("reboot_command = []", "reboot_command"),
             ("reboot_command = \"reboot\"", "reboot_command"),
             ("stall_timeout_seconds = 0", "stall_timeout_seconds"),
+            ("stall_timeout_seconds = 86401", "stall_timeout_seconds"),
+            ("stall_timeout_seconds = -5", "stall_timeout_seconds"),
             ("download_retries = -1", "download_retries"),
+            ("download_retries = 1001", "download_retries"),
+            ("download_retries = 4294967297", "download_retries"),
+            ("download_retries = \"3\"", "download_retries"),
         ] {
             let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
             assert!(

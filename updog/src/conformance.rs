@@ -326,10 +326,17 @@ impl RecordingTransport {
     }
 
     fn bodies(&self) -> Vec<Vec<u8>> {
-        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        let bodies = self
+            .bodies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         bodies
             .iter()
-            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .map(|b| {
+                b.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
             .collect()
     }
 }
@@ -346,11 +353,11 @@ impl Transport for RecordingTransport {
         let body = Arc::new(Mutex::new(Vec::new()));
         self.bodies
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Arc::clone(&body));
         Ok(Box::pin(stream.inspect_ok(move |bytes| {
             body.lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .extend_from_slice(bytes);
         })))
     }

@@ -87,6 +87,7 @@ pub struct HttpsProxy {
 impl HttpsProxy {
     /// Upstream's rule: a proxy only for a non-empty `https_proxy`, and with it a bypass list only for a non-empty
     /// `no_proxy` (joined with commas).
+    #[must_use]
     pub fn from_config(https_proxy: Option<&str>, no_proxy: Option<&[String]>) -> Option<Self> {
         let url = https_proxy.filter(|url| !url.is_empty())?;
         Some(Self {
@@ -356,9 +357,9 @@ impl Download {
                 Ok(Ok(Some(chunk))) => chunk,
             };
             let chunk = if skip > 0 {
-                let drop = skip.min(chunk.len() as u64);
-                skip -= drop;
-                chunk.slice(drop as usize..)
+                let drop = usize::try_from(skip).map_or(chunk.len(), |skip| skip.min(chunk.len()));
+                skip -= drop as u64;
+                chunk.slice(drop..)
             } else {
                 chunk
             };
@@ -423,7 +424,7 @@ mod tests {
     fn served_file() -> (tempfile::TempDir, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..1u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
             .collect();
         std::fs::write(dir.path().join("image.lz4"), &data).unwrap();
         (dir, data)

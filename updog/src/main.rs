@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Err((output, code)) => return finish(&output, code),
     };
     updog::logging::init(cli.log_level);
-    match updog::cli::run(cli) {
+    match updog::cli::run(&cli) {
         Ok(output) => finish(&output, 0),
         Err(error) => finish(&Output::from(error), 1),
     }

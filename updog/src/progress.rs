@@ -93,7 +93,10 @@ pub struct TerminalBar {
 
 impl ProgressSink for TerminalBar {
     fn report(&self, event: &ProgressEvent<'_>) {
-        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let start = *started.get_or_insert_with(Instant::now);
         let line = bar_line(event, start.elapsed());
         let end = if event.is_last() {
@@ -107,7 +110,7 @@ impl ProgressSink for TerminalBar {
 }
 
 fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
+    bytes as f64 / f64::from(1 << 20)
 }
 
 /// `root  write   45%  12.0/26.7 MiB  (written 22.1 MiB, 310 MB/s)`.

@@ -90,6 +90,7 @@ pub struct UpdateQuery<'a> {
 }
 
 /// The updates this node may take now, newest first (upstream's `applicable_updates`).
+#[must_use]
 pub fn applicable_updates<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Vec<&'m Update> {
     let mut updates: Vec<&Update> = manifest
         .updates
@@ -106,6 +107,7 @@ pub fn applicable_updates<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -
 }
 
 /// The update to take, if any (upstream's `update_required`).
+#[must_use]
 pub fn update_required<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Option<&'m Update> {
     let updates = applicable_updates(manifest, query);
     if let Some(image) = query.image {
@@ -145,6 +147,7 @@ pub enum Decision<'m> {
 }
 
 /// [`update_required`], and when it gives nothing, the reason.
+#[must_use]
 pub fn decide<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Decision<'m> {
     if let Some(update) = update_required(manifest, query) {
         return Decision::Update(update);

@@ -22,18 +22,26 @@ impl QueryParams {
     /// Adds a parameter (a key may be given more than once, as upstream).
     pub fn add(&self, key: impl Into<String>, value: impl Into<String>) {
         // A poisoned lock means a thread panicked while pushing: the list is still valid.
-        let mut params = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut params = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         params.push((key.into(), value.into()));
     }
 
     /// The parameters, sorted by key (a stable sort, so repeated keys keep their order).
     pub fn sorted(&self) -> Vec<(String, String)> {
-        let mut params = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut params = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         params.sort_by(|(a, _), (b, _)| a.cmp(b));
         params
     }
 
     /// `url` with the parameters appended, for `http(s)` URLs; other URLs unchanged.
+    #[must_use]
     pub fn apply(&self, mut url: Url) -> Url {
         if matches!(url.scheme(), "http" | "https") {
             let params = self.sorted();

@@ -261,6 +261,7 @@ pub struct TufLoader {
 impl TufLoader {
     /// A loader trusting `trusted_root` (root.json bytes), fetching from the two base URLs, and
     /// keeping its trust state in `datastore` (created if missing).
+    #[must_use]
     pub fn new(
         trusted_root: Vec<u8>,
         metadata_url: Url,
@@ -277,6 +278,7 @@ impl TufLoader {
     }
 
     /// Fetches through `transport` instead of tough's default (`file://`, `http(s)://`).
+    #[must_use]
     pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
         self.transport = Some(Box::new(transport));
         self

@@ -245,7 +245,7 @@ async fn cache_migrations(
             done_bytes: done,
             total_bytes: total,
             written_bytes: None,
-        })
+        });
     };
     report(0);
 
@@ -351,7 +351,7 @@ async fn write_image(
                     done_bytes: verified,
                     total_bytes: image_len.get(),
                     written_bytes: None,
-                })
+                });
             },
         )
         .context(error::ImageWriteSnafu)?;

@@ -194,9 +194,9 @@ enum Flushed {
     Complete(u64),
 }
 
-/// `O_DIRECT` for this architecture.
+/// `O_DIRECT` for this architecture, as `custom_flags` takes it (open(2)'s flags are a bit pattern in a C int).
 fn o_direct() -> i32 {
-    rustix::fs::OFlags::DIRECT.bits() as i32
+    rustix::fs::OFlags::DIRECT.bits().cast_signed()
 }
 
 /// The partition as the writer sees it: a direct handle when the target takes `O_DIRECT`, and a buffered one for
@@ -324,11 +324,13 @@ impl ReadBack {
             log::debug!("fadvise(DONTNEED) on {}: {e}", self.partition);
         }
         while self.offset < end {
-            let want = (end - self.offset).min(READ_BACK_SIZE as u64) as usize;
+            // A remainder beyond usize is more than one read anyway.
+            let at_most = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+            let want = at_most(end - self.offset).min(READ_BACK_SIZE);
             // Direct reads need an aligned length; the partition (MiB-aligned) has room for it.
             let read_len = if self.direct {
                 want.next_multiple_of(ALIGN)
-                    .min((self.part_len - self.offset) as usize)
+                    .min(at_most(self.part_len - self.offset))
             } else {
                 want
             };
@@ -594,6 +596,9 @@ struct Decode {
 impl Decode {
     /// Decodes into free buffers and hands them on full; returns the image's length. Any error (or a later stage
     /// that stopped) drops the channel without an `End`, so the writer never flushes a partial image as complete.
+    // The stage owns its channel ends: returning drops them, which is how the stages next to it learn that it
+    // stopped (the module's diagram).
+    #[allow(clippy::needless_pass_by_value)]
     fn run(
         self,
         input: ChannelReader,
@@ -658,6 +663,9 @@ struct Write {
 impl Write {
     /// Checksums each buffer, writes it at its place and returns it to the decoder, flushing every [`WINDOW`]
     /// bytes and telling the read-back; at the end, `fsync`s.
+    // The stage owns its channel ends: returning drops them, which is how the stages next to it learn that it
+    // stopped (the module's diagram).
+    #[allow(clippy::needless_pass_by_value)]
     fn run(
         self,
         mut io: PartitionIo,
@@ -719,6 +727,9 @@ impl Write {
 
 /// The read-back thread: follows the writer's flushes, reading each flushed range back and checksumming it; the
 /// checksum of the whole image as read back once the writer has `fsync`ed it.
+// The stage owns its channel ends: returning drops them, which is how the stages next to it learn that it
+// stopped (the module's diagram).
+#[allow(clippy::needless_pass_by_value)]
 fn read_back_stage(
     mut read_back: ReadBack,
     flushed: Receiver<Flushed>,
@@ -804,6 +815,8 @@ mod tests {
         encoder.finish().unwrap()
     }
 
+    // Low bytes on purpose: the pattern wraps.
+    #[allow(clippy::cast_possible_truncation)]
     fn pattern(len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| ((i / 7) as u8).wrapping_mul(13) ^ (i % 251) as u8)
@@ -863,7 +876,7 @@ mod tests {
     #[test]
     fn a_large_image_is_flushed_and_read_back_window_by_window() {
         let dir = tempfile::tempdir().unwrap();
-        let len = WINDOW as usize + (5 << 20) + 512;
+        let len = usize::try_from(WINDOW).unwrap() + (5 << 20) + 512;
         let target = partition(dir.path(), len as u64 + (1 << 20));
         let data = pattern(len);
         let (mut written, mut verified) = (Vec::new(), Vec::new());
@@ -887,8 +900,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "The root image decompresses to more than {}'s 8388608 bytes; nothing past the partition was written",
-                target
+                "The root image decompresses to more than {target}'s 8388608 bytes; nothing past the partition was written"
             )
         );
         let after = disk_bytes(&target, (1 << 20) + (8 << 20), 3 << 20);

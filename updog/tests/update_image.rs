@@ -96,7 +96,9 @@ fn tools() -> bool {
 /// This binary's tests take loop devices one at a time (the machine has few).
 fn loop_lock() -> MutexGuard<'static, ()> {
     static LOOPS: Mutex<()> = Mutex::new(());
-    LOOPS.lock().unwrap_or_else(|e| e.into_inner())
+    LOOPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 // ---- the node -----------------------------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ impl TestNode {
         node.install(SetSelect::A, &images(version)).unwrap();
         let mut device = LoopDevice::attach(&disk.path).unwrap();
         device
-            .add_partition_nodes(disk.partitions.len() as u32)
+            .add_partition_nodes(u32::try_from(disk.partitions.len()).unwrap())
             .unwrap();
         let node = node.with_disk(device.path());
         let this = Self {
@@ -205,12 +207,12 @@ impl TestNode {
             s["tries_left"].as_u64().unwrap(),
             s["successful"].as_bool().unwrap(),
         );
-        let number = s["boot"]["number"].as_u64().unwrap() as u32;
+        let number = u32::try_from(s["boot"]["number"].as_u64().unwrap()).unwrap();
         let cgpt = cgpt_flags(self.node.disk(), number).expect("cgpt");
         assert_eq!(
             (
-                cgpt.priority as u64,
-                cgpt.tries_left as u64,
+                u64::from(cgpt.priority),
+                u64::from(cgpt.tries_left),
                 cgpt.successful
             ),
             bits,
@@ -245,7 +247,7 @@ impl TestNode {
 
     fn active_set(&self) -> ActiveSet {
         let hash = |role: Role| {
-            let len = self.disk.partition(role).unwrap().len_bytes() as usize;
+            let len = usize::try_from(self.disk.partition(role).unwrap().len_bytes()).unwrap();
             hex::encode(Sha256::digest(self.partition_bytes(role, len)))
         };
         let boot_a = self.disk.number(Role::Boot(Bank::A));

@@ -155,7 +155,7 @@ impl ReplaceStringMigration {
                 *current = to.to_string();
             }
             Some(Value::String(_)) => {
-                println!("'{}' is not set to '{from}', leaving alone", self.setting)
+                println!("'{}' is not set to '{from}', leaving alone", self.setting);
             }
             Some(other) => println!(
                 "'{}' is set to non-string value '{other}'; ReplaceStringMigration only handles strings",

@@ -322,7 +322,7 @@ impl Contents {
                 1 => serde_json::json!(i * 1000),
                 2 => serde_json::json!(i % 2 == 0),
                 3 => serde_json::json!([format!("a{i}"), format!("b{i}")]),
-                _ => serde_json::json!(-1.5 * i as f64),
+                _ => serde_json::json!(-1.5 * f64::from(i)),
             };
             c.live
                 .insert(format!("settings.group{group}.key-{i}"), value.to_string());
@@ -411,7 +411,7 @@ pub fn output_within(command: &mut Command, limit: std::time::Duration) -> Outpu
         Ok(output) => output.unwrap(),
         Err(_) => {
             let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap(),
                 rustix::process::Signal::KILL,
             );
             panic!("{command:?} hung: not finished after {limit:?}");

@@ -94,18 +94,18 @@ pub(crate) fn send_body<R: Read>(
             if pos == chunk.len() {
                 break;
             }
-            let mut len = (chunk.len() - pos) as u64;
+            // The limits are byte counts in u64: one beyond usize cannot shorten a chunk.
+            let at_most = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+            let mut len = chunk.len() - pos;
             if let Some(limit) = plan.drop_after {
-                len = len.min(limit - sent);
+                len = len.min(at_most(limit - sent));
             }
             if let Some(stall) = stalls.peek() {
-                len = len.min(stall.bytes - sent);
+                len = len.min(at_most(stall.bytes - sent));
             }
             if let Some(pacer) = &pacer {
-                len = len.min(pacer.step);
+                len = len.min(at_most(pacer.step));
             }
-            // `len` is at most the chunk's remainder, so it fits in usize.
-            let len = len as usize;
             out.write_all(&chunk[pos..pos + len])?;
             pos += len;
             sent += len as u64;
@@ -168,7 +168,7 @@ mod tests {
 
     fn body(bytes: &[u8], offset: u64) -> BodySource<&[u8]> {
         BodySource {
-            file: &bytes[offset as usize..],
+            file: &bytes[usize::try_from(offset).unwrap()..],
             offset,
             remaining: (bytes.len() as u64) - offset,
             endless: false,
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn sends_the_body_unchanged_without_faults() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let data: Vec<u8> = (0..200_000u32).map(|i| i.to_le_bytes()[0]).collect();
         assert_eq!(send(&data, 0, &[]), (data.clone(), BodyEnd::Complete));
         assert_eq!(
             send(&data, 1000, &[]),

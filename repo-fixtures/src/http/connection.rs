@@ -17,10 +17,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_REQUEST_BODY: u64 = 1024 * 1024;
 
 /// Serves requests on `stream` until the client leaves, a fault closes it, or the server stops.
-pub(crate) fn serve_connection(stream: TcpStream, shared: &Shared) {
+pub(crate) fn serve_connection(stream: &TcpStream, shared: &Shared) {
     // Errors here are the normal ends of a connection (client hung up, idle timeout, server stopping): there is
     // no one to report them to, and the request log already holds everything a test can assert on.
-    let _ = serve_requests(&stream, shared);
+    let _ = serve_requests(stream, shared);
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -204,7 +204,7 @@ fn decide(head: &RequestHead, plan: &FaultPlan, root: &Path) -> Reply {
     let file = File::open(&path).ok().and_then(|file| {
         file.metadata()
             .ok()
-            .filter(|m| m.is_file())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| (file, m.len()))
     });
     if plan.endless {

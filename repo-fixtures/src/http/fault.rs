@@ -114,6 +114,7 @@ pub struct Rule {
 impl Rule {
     /// `fault` on every request whose path matches; narrow it with [`nth`](Rule::nth), [`first`](Rule::first) or
     /// [`from_nth`](Rule::from_nth).
+    #[must_use]
     pub fn new(matcher: PathMatch, fault: Fault) -> Rule {
         Rule {
             matcher,
@@ -123,20 +124,24 @@ impl Rule {
     }
 
     /// Only the nth matching request (1-based).
+    #[must_use]
     pub fn nth(self, n: u32) -> Rule {
         self.applies(Applies::Nth(n))
     }
 
     /// The first n matching requests.
+    #[must_use]
     pub fn first(self, n: u32) -> Rule {
         self.applies(Applies::FirstN(n))
     }
 
     /// The nth matching request and all later ones.
+    #[must_use]
     pub fn from_nth(self, n: u32) -> Rule {
         self.applies(Applies::FromNth(n))
     }
 
+    #[must_use]
     pub fn applies(mut self, applies: Applies) -> Rule {
         self.applies = applies;
         self
@@ -249,7 +254,7 @@ impl FaultPlan {
                 Fault::IgnoreRange => plan.ignore_range = true,
                 Fault::Endless => plan.endless = true,
                 Fault::DropAfter(bytes) => {
-                    plan.drop_after = Some(plan.drop_after.map_or(bytes, |d| d.min(bytes)))
+                    plan.drop_after = Some(plan.drop_after.map_or(bytes, |d| d.min(bytes)));
                 }
                 Fault::StallAfter {
                     bytes,

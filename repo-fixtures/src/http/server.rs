@@ -76,6 +76,7 @@ pub struct FaultServerBuilder {
 
 impl FaultServerBuilder {
     /// Serve `root` on 127.0.0.1 at a free port.
+    #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> FaultServerBuilder {
         FaultServerBuilder {
             root: root.into(),
@@ -85,12 +86,14 @@ impl FaultServerBuilder {
     }
 
     /// Listen here instead (port 0 picks a free port).
+    #[must_use]
     pub fn addr(mut self, addr: SocketAddr) -> FaultServerBuilder {
         self.addr = addr;
         self
     }
 
     /// A rule in force from the first request (same as [`FaultServer::add_rule`] right after start).
+    #[must_use]
     pub fn rule(mut self, rule: Rule) -> FaultServerBuilder {
         self.rules.push(rule);
         self
@@ -118,7 +121,7 @@ impl FaultServerBuilder {
             let connections = Arc::clone(&connections);
             thread::Builder::new()
                 .name(format!("fault-server-{}", addr.port()))
-                .spawn(move || accept_loop(listener, &shared, &connections))
+                .spawn(move || accept_loop(&listener, &shared, &connections))
                 .context(SpawnAcceptThreadSnafu)?
         };
         Ok(FaultServer {
@@ -264,7 +267,7 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, connections: &Mutex<Vec<Connection>>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, connections: &Mutex<Vec<Connection>>) {
     for stream in listener.incoming() {
         if shared.stop.is_stopping() {
             return;
@@ -281,7 +284,7 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>, connections: &Mutex<
             let shared = Arc::clone(shared);
             thread::Builder::new()
                 .name("fault-server-conn".into())
-                .spawn(move || serve_connection(stream, &shared))
+                .spawn(move || serve_connection(&stream, &shared))
         };
         // Without a thread the stream is dropped, which closes it: the client sees a reset, as from an overloaded
         // server.

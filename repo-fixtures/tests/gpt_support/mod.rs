@@ -18,7 +18,7 @@ static LOOP_DEVICES: Mutex<()> = Mutex::new(());
 pub fn loop_lock() -> MutexGuard<'static, ()> {
     LOOP_DEVICES
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The GPT tools the oracles run.
@@ -89,8 +89,8 @@ pub fn assert_tools_agree(status: &Value, disk: &Path) {
         assert_eq!(
             (expected.priority, expected.tries_left, expected.successful),
             (
-                set["priority"].as_u64().unwrap() as u8,
-                set["tries_left"].as_u64().unwrap() as u8,
+                u8::try_from(set["priority"].as_u64().unwrap()).unwrap(),
+                u8::try_from(set["tries_left"].as_u64().unwrap()).unwrap(),
                 set["successful"].as_bool().unwrap()
             ),
             "set {name}: attribute_bits and the named fields disagree"
@@ -130,6 +130,7 @@ pub fn assert_tools_agree(status: &Value, disk: &Path) {
 }
 
 /// What a test expects `status` to say about the table: the copy read, each set's bits, the next set.
+#[derive(Clone, Copy)]
 pub struct Expect {
     pub copy: &'static str,
     pub a: (u64, u64, bool),
@@ -158,7 +159,7 @@ pub fn loop_node(dir: &Path, nodes: bool) -> (Node, FixtureDisk, LoopDevice) {
     let mut device = LoopDevice::attach(&disk.path).unwrap();
     if nodes {
         device
-            .add_partition_nodes(disk.partitions.len() as u32)
+            .add_partition_nodes(u32::try_from(disk.partitions.len()).unwrap())
             .unwrap();
     }
     (image_node.with_disk(device.path()), disk, device)
