@@ -83,7 +83,7 @@ impl Node {
         let datastore = self.sysroot.tuf_datastore();
         let root = tuf::node_trusted_root(&self.sysroot.trusted_root(), &datastore).context(
             error::RepositorySnafu {
-                metadata_url: self.config.metadata_base_url.clone(),
+                metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
             },
         )?;
         TufLoader::new(
@@ -96,7 +96,7 @@ impl Node {
         .load()
         .await
         .context(error::RepositorySnafu {
-            metadata_url: self.config.metadata_base_url.clone(),
+            metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
         })
     }
 

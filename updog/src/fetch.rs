@@ -274,7 +274,7 @@ impl Download {
             }
             log::warn!(
                 "{}: {cause}; retrying from byte {offset} in {} ms (retry {failures} of {})",
-                self.url,
+                redacted(&self.url),
                 backoff.as_millis(),
                 self.settings.retries
             );
@@ -291,7 +291,11 @@ impl Download {
         }
         let mut response = match timeout(self.settings.stall_timeout, request.send()).await {
             Err(_) => return Err(self.stalled(*offset)),
-            Ok(Err(e)) => return Err(Failure::Retry(format!("request failed: {e}"))),
+            Ok(Err(e)) => {
+                // reqwest's message repeats the URL, credentials included; ours names it redacted.
+                let e = e.without_url();
+                return Err(Failure::Retry(format!("request failed: {e}")));
+            }
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -303,7 +307,7 @@ impl Download {
                     log::warn!(
                         "{} ignored the Range request (HTTP 200): reading it again from the start and skipping the \
                          {offset} bytes already received",
-                        self.url
+                        redacted(&self.url)
                     );
                     skip = *offset;
                 }
@@ -374,7 +378,7 @@ impl Download {
     }
 
     fn error(&self, kind: TransportErrorKind, error: FetchError) -> TransportError {
-        TransportError::new_with_cause(kind, self.url.as_str(), error)
+        TransportError::new_with_cause(kind, redacted(&self.url).as_str(), error)
     }
 
     fn fatal(&self, error: FetchError) -> Failure {
@@ -396,9 +400,32 @@ fn range_start(header: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
+/// `url` as logs and errors show it: a password in it (`https://user:secret@host/`) replaced by `***`, so that
+/// repository credentials never reach a log.
+#[must_use]
+pub fn redacted(url: &Url) -> Url {
+    let mut shown = url.clone();
+    if shown.password().is_some() && shown.set_password(Some("***")).is_err() {
+        // A URL that cannot carry a password (no host) has none to hide.
+        return url.clone();
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        let url = Url::parse("http://admin:s3cret@repo.example/metadata/").unwrap();
+        assert_eq!(
+            redacted(&url).as_str(),
+            "http://admin:***@repo.example/metadata/"
+        );
+        let plain = Url::parse("https://repo.example/targets/").unwrap();
+        assert_eq!(redacted(&plain), plain);
+    }
     use futures::StreamExt;
     use repo_fixtures::http::{AfterStall, Fault, FaultServer, PathMatch, Rule};
 

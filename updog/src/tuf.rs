@@ -240,7 +240,10 @@ fn classify(error: &ToughError, datastore: &Path) -> Option<TufError> {
                     .map_or_else(|| source.to_string(), ToString::to_string),
             };
             TufError::Fetch {
-                url: url.to_string(),
+                url: url::Url::parse(url.as_ref()).map_or_else(
+                    |_| url.to_string(),
+                    |url| crate::fetch::redacted(&url).to_string(),
+                ),
                 detail,
             }
         }

@@ -1314,3 +1314,25 @@ fn a_fifo_or_a_device_at_the_config_or_os_release_is_refused_at_once_not_read_fo
     let run = support::run_updog(sysroot, &["check-update"]);
     run.assert_fails_mentioning(&["usr/lib/os-release", "not a regular file"]);
 }
+
+#[test]
+fn repository_credentials_in_a_url_never_reach_the_logs_or_errors() {
+    let mut config = NodeConfig::new(
+        &url::Url::parse(&format!("http://admin:s3cret@{}/metadata/", closed_port())).unwrap(),
+        &url::Url::parse(&format!("http://admin:s3cret@{}/targets/", closed_port())).unwrap(),
+    );
+    config.extra = "download_retries = 1\n".into();
+    let node = Node::new(
+        &world().chain("1.2.0").trusted_root(),
+        "aws-dev",
+        "1.1.0",
+        &config,
+    );
+    let run = node.updog(&["--log-level", "debug", "check-update"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("admin:***@"),
+        "the URL is still named: {run:?}"
+    );
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+}
