@@ -125,7 +125,10 @@ impl Lock {
             ensure_private_dir(dir)?;
         }
         for _ in 0..MAX_ATTEMPTS {
-            let file = open_lock_file(path)?;
+            let Some(file) = open_lock_file(path)? else {
+                // A releasing holder unlinked it between our open and our check: start over.
+                continue;
+            };
             let metadata = file.metadata().context(OpenSnafu { path })?;
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {}
@@ -290,8 +293,9 @@ fn ensure_private_dir(dir: &Path) -> Result<(), LockError> {
     Ok(())
 }
 
-/// Opens (creating) the lock file without following a link, and checks that it is a private regular file.
-fn open_lock_file(path: &Path) -> Result<File, LockError> {
+/// Opens (creating) the lock file without following a link, and checks that it is a private regular file; none when
+/// the file was unlinked (by a holder releasing it) before the check.
+fn open_lock_file(path: &Path) -> Result<Option<File>, LockError> {
     let flags =
         OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o644)) {
@@ -306,6 +310,9 @@ fn open_lock_file(path: &Path) -> Result<File, LockError> {
         Err(e) => return Err(std::io::Error::from(e)).context(OpenSnafu { path }),
     };
     let metadata = file.metadata().context(OpenSnafu { path })?;
+    if metadata.nlink() == 0 {
+        return Ok(None);
+    }
     let problem = |problem: String| UnsafeFileSnafu { path, problem };
     ensure!(
         metadata.is_file(),
@@ -323,7 +330,7 @@ fn open_lock_file(path: &Path) -> Result<File, LockError> {
         metadata.nlink() == 1,
         problem(format!("it has {} hard links", metadata.nlink()))
     );
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// "pid N (command line)" of the holder, from the pid it wrote into the lock file.

@@ -204,10 +204,10 @@ fn concurrent_writers_are_refused_or_serialized_and_the_table_stays_whole_and_bo
     assert_eq!(node.signpost(&["mark-inactive-valid"]).code, 0);
     let busy = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for worker in 0..6 {
+        for worker in 0..8 {
             let (node, busy) = (&node, &busy);
             scope.spawn(move || {
-                for round in 0..40 {
+                for round in 0..100 {
                     let command = ["upgrade-to-inactive", "cancel-upgrade", "rewrite-table"]
                         [(worker + round) % 3];
                     let run = node.signpost(&[command]);
