@@ -102,12 +102,11 @@ const URL_SCHEMES: [&str; 3] = ["http", "https", "file"];
 const SEED_EXPECTED: &str = "an integer from 0 to 4294967295 (nodes use 0..2048)";
 const LOCK_EXPECTED: &str = "\"latest\" or a version like \"1.2.3\" or \"v1.2.3\"";
 const BOOL_EXPECTED: &str = "true or false";
-const PROXY_EXPECTED: &str =
-    "a string naming a proxy, like \"http://proxy:3128\" or \"proxy:3128\"";
+const PROXY_EXPECTED: &str = "a string naming an HTTP proxy, like \"http://proxy:3128\", \"https://proxy:3128\" or \"proxy:3128\"";
 const NO_PROXY_EXPECTED: &str = "an array of strings";
 const DISK_EXPECTED: &str = "an absolute path string";
 const REBOOT_EXPECTED: &str = "a non-empty array of strings (the program and its arguments)";
-const STALL_EXPECTED: &str = "a number of seconds from 1 to 86400";
+const STALL_EXPECTED: &str = "a number of seconds from 0.001 to 86400";
 const RETRIES_EXPECTED: &str = "an integer from 0 to 1000";
 
 impl Config {
@@ -150,7 +149,13 @@ impl Config {
 
         let https_proxy = match table.get("https_proxy") {
             None => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            // Without a scheme a proxy is HTTP (upstream's reading); with one it must be a scheme the client speaks.
+            Some(Value::String(s))
+                if s.split_once("://")
+                    .is_none_or(|(scheme, _)| matches!(scheme, "http" | "https")) =>
+            {
+                Some(s.clone())
+            }
             Some(other) => return Err(keys.invalid("https_proxy", PROXY_EXPECTED, other)),
         };
 
@@ -176,13 +181,21 @@ impl Config {
 
         let reboot_command = match table.get("reboot_command") {
             None => default_reboot_command(),
-            Some(Value::Array(items)) if !items.is_empty() => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(keys.invalid("reboot_command", REBOOT_EXPECTED, other)),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            // A program to run: the first element names it and may not be empty.
+            Some(Value::Array(items))
+                if items
+                    .first()
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| !p.is_empty()) =>
+            {
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s.clone()),
+                        other => Err(keys.invalid("reboot_command", REBOOT_EXPECTED, other)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
             Some(other) => return Err(keys.invalid("reboot_command", REBOOT_EXPECTED, other)),
         };
 
@@ -481,6 +494,10 @@ ignore_waves = false
         for (extra, key) in [
             ("disk = \"loop3\"", "disk"),
             ("reboot_command = []", "reboot_command"),
+            ("reboot_command = [\"\"]", "reboot_command"),
+            ("reboot_command = [\"\", \"-r\"]", "reboot_command"),
+            ("https_proxy = \"file:///etc/passwd\"", "https_proxy"),
+            ("https_proxy = \"socks5://proxy:1080\"", "https_proxy"),
             ("reboot_command = \"reboot\"", "reboot_command"),
             ("stall_timeout_seconds = 0", "stall_timeout_seconds"),
             ("stall_timeout_seconds = 86401", "stall_timeout_seconds"),
@@ -533,8 +550,9 @@ ignore_waves = false
             .to_string();
         assert!(
             message.starts_with(
-                "Config file /etc/updog.toml: key 'https_proxy' must be a string naming a proxy, like \
-                 \"http://proxy:3128\" or \"proxy:3128\", found 'http://[::1' (invalid IPv6 address)"
+                "Config file /etc/updog.toml: key 'https_proxy' must be a string naming an HTTP proxy, like \
+                 \"http://proxy:3128\", \"https://proxy:3128\" or \"proxy:3128\", found 'http://[::1' (invalid IPv6 \
+                 address)"
             ),
             "{message}"
         );

@@ -1196,6 +1196,55 @@ fn a_second_updog_is_refused_and_killing_the_first_mid_image_changes_nothing() {
     node.assert_written("1.2.0");
 }
 
+#[test]
+fn sigterm_mid_image_exits_by_the_signal_leaving_the_set_cleared_and_the_locks_free() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let stall = server.add_rule(Rule::new(
+        PathMatch::suffix(root_image()),
+        Fault::StallAfter {
+            bytes: 10_000,
+            duration: Duration::from_secs(60),
+            then: AfterStall::Continue,
+        },
+    ));
+    let (node, before) = failing_node(&server, newest(), "");
+    let mut updog = support::updog_command(node.sysroot(), &["update-image"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.requests_for(&root_image()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "updog never fetched the root image"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &updog.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = updog.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&exit),
+        Some(15),
+        "{exit:?}"
+    );
+    // As after SIGKILL: the set stays cleared, the running set untouched, and the kernel released both locks.
+    node.assert_unchanged_after_failure(&before, "1.1.0");
+    server.remove_rule(stall);
+    assert_updated(
+        &node.updog(&["update-image"]),
+        "1.2.0",
+        "Update applied: aws-dev 1.2.0\n",
+    );
+}
+
 // ---- failures on a loop device ---------------------------------------------------------------------------------
 
 #[test]
