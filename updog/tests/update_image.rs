@@ -11,7 +11,7 @@ use repo_fixtures::boot_states;
 use repo_fixtures::chain::{self, ChainOptions, FixtureRepo};
 use repo_fixtures::disk::{Bank, DiskBuilder, FixtureDisk, Role};
 use repo_fixtures::gpt_tools::{cgpt_flags, sgdisk_attribute_bits};
-use repo_fixtures::http::{AfterStall, Fault, FaultServer, PathMatch, Rule};
+use repo_fixtures::http::{AfterStall, Fault, FaultServer, PathMatch, Rule, RuleId};
 use repo_fixtures::images::OsImages;
 use repo_fixtures::loop_device::LoopDevice;
 use repo_fixtures::node::Node;
@@ -1090,35 +1090,65 @@ fn a_truncated_lz4_image_fails_and_changes_nothing() {
     node.assert_unchanged_after_failure(&before, "1.1.0");
 }
 
+/// An `updog update-image` process stuck inside the ROOT write: the server stalls the root image after 10 000
+/// bytes (for 60 s), and this returns once updog has requested it.
+struct StuckInRoot {
+    server: FaultServer,
+    stall: RuleId,
+    node: TestNode,
+    before: ActiveSet,
+    updog: std::process::Child,
+}
+
+impl StuckInRoot {
+    fn start() -> Self {
+        let server = serve_world();
+        let stall = server.add_rule(Rule::new(
+            PathMatch::suffix(root_image()),
+            Fault::StallAfter {
+                bytes: 10_000,
+                duration: Duration::from_secs(60),
+                then: AfterStall::Continue,
+            },
+        ));
+        let (node, before) = failing_node(&server, newest(), "");
+        let updog = support::updog_command(node.sysroot(), &["update-image"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.requests_for(&root_image()).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "updog never fetched the root image"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            server,
+            stall,
+            node,
+            before,
+            updog,
+        }
+    }
+}
+
 #[test]
 fn a_second_updog_is_refused_and_killing_the_first_mid_image_changes_nothing() {
     if !tools() {
         return;
     }
-    let server = serve_world();
-    let stall = server.add_rule(Rule::new(
-        PathMatch::suffix(root_image()),
-        Fault::StallAfter {
-            bytes: 10_000,
-            duration: Duration::from_secs(60),
-            then: AfterStall::Continue,
-        },
-    ));
-    let (node, before) = failing_node(&server, newest(), "");
-    let mut first = support::updog_command(node.sysroot(), &["update-image"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let stuck = StuckInRoot::start();
+    let (server, stall, node, before, mut first) = (
+        stuck.server,
+        stuck.stall,
+        stuck.node,
+        stuck.before,
+        stuck.updog,
+    );
     let pid = first.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.requests_for(&root_image()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the first updog never fetched the root image"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // It is inside the ROOT write: the inactive set was cleared before the first byte.
     assert_eq!(node.bits("B"), (0, 0, false));
 
@@ -1201,29 +1231,14 @@ fn sigterm_mid_image_exits_by_the_signal_leaving_the_set_cleared_and_the_locks_f
     if !tools() {
         return;
     }
-    let server = serve_world();
-    let stall = server.add_rule(Rule::new(
-        PathMatch::suffix(root_image()),
-        Fault::StallAfter {
-            bytes: 10_000,
-            duration: Duration::from_secs(60),
-            then: AfterStall::Continue,
-        },
-    ));
-    let (node, before) = failing_node(&server, newest(), "");
-    let mut updog = support::updog_command(node.sysroot(), &["update-image"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.requests_for(&root_image()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "updog never fetched the root image"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let stuck = StuckInRoot::start();
+    let (server, stall, node, before, mut updog) = (
+        stuck.server,
+        stuck.stall,
+        stuck.node,
+        stuck.before,
+        stuck.updog,
+    );
     let status = std::process::Command::new("kill")
         .args(["-TERM", &updog.id().to_string()])
         .status()
