@@ -4,7 +4,7 @@
 //! errors (the key, the datastore tree) and creates the key directories.
 
 use crate::error::{self, Result};
-use nodeio::{AtomicWrite, Durability};
+use nodeio::{AtomicWrite, Durability, Existing};
 use snafu::ResultExt;
 use std::fs;
 use std::path::Path;
@@ -20,6 +20,24 @@ pub(crate) fn write_atomically(
         .durability(durability)
         .write(contents)
         .context(error::WriteKeySnafu { key })
+}
+
+/// Writes `contents` as a new file at `path` (a fresh inode; an existing entry there is an
+/// error), with permission bits `mode` (else nodeio's default), without any fsync: for a tree
+/// that the caller fsyncs as a whole before anything points at it (a commit's next live tree).
+pub(crate) fn write_new_file(
+    path: &Path,
+    contents: &[u8],
+    key: &str,
+    mode: Option<u32>,
+) -> Result<()> {
+    let mut write = AtomicWrite::new(path)
+        .durability(Durability::Deferred)
+        .existing(Existing::Refuse);
+    if let Some(mode) = mode {
+        write = write.mode(mode);
+    }
+    write.write(contents).context(error::WriteKeySnafu { key })
 }
 
 /// Creates `dir` and its missing ancestors up to `base`; with [`Durability::EachWrite`] each new

@@ -10,9 +10,11 @@
 //! atomically (nodeio's atomic write, with the datastore's errors).
 
 use crate::atomic;
+use crate::commit;
 use crate::encoding::{decode_path_component, encode_path_component};
 use crate::error::{self, Result};
 use crate::key::{Key, KeyType, MAX_FILE_NAME_LENGTH};
+use crate::killpoint;
 use crate::value;
 use log::{debug, warn};
 use nodeio::Durability;
@@ -132,18 +134,9 @@ impl FilesystemDataStore {
 
     /// The file of a data key: its encoded segments joined as directories.
     pub fn data_path(&self, key: &Key, committed: &Committed) -> Result<PathBuf> {
-        ensure!(
-            key.key_type() == KeyType::Data,
-            error::InvalidKeySnafu {
-                name: key.name(),
-                reason: "a metadata key cannot name a data file",
-            }
-        );
-        let mut path = self.committed_path(committed)?;
-        for segment in key.segments() {
-            path.push(encode_path_component(segment));
-        }
-        Ok(path)
+        Ok(self
+            .committed_path(committed)?
+            .join(relative_data_path(key)?))
     }
 
     /// The file of metadata `metadata_key` on `data_key`: `<data file>.<encoded metadata key>`.
@@ -153,32 +146,9 @@ impl FilesystemDataStore {
         data_key: &Key,
         committed: &Committed,
     ) -> Result<PathBuf> {
-        ensure!(
-            metadata_key.key_type() == KeyType::Meta,
-            error::InvalidKeySnafu {
-                name: metadata_key.name(),
-                reason: "a data key cannot name metadata",
-            }
-        );
-        let data_path = self.data_path(data_key, committed)?;
-        let data_file = data_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let file_name = format!(
-            "{data_file}{METADATA_SEPARATOR}{}",
-            encode_path_component(&metadata_key.segments()[0])
-        );
-        ensure!(
-            file_name.len() <= MAX_FILE_NAME_LENGTH,
-            error::MetadataNameTooLongSnafu {
-                data: data_key.name(),
-                meta: metadata_key.name(),
-                file_name: &file_name,
-                max: MAX_FILE_NAME_LENGTH,
-            }
-        );
-        Ok(data_path.with_file_name(file_name))
+        Ok(self
+            .committed_path(committed)?
+            .join(relative_metadata_path(metadata_key, data_key)?))
     }
 
     /// Whether the data key has a value.
@@ -407,12 +377,19 @@ impl FilesystemDataStore {
         Ok(transactions)
     }
 
-    /// Applies a pending transaction: its `settings.*` keys (and any metadata it holds) are
-    /// written to live, each atomically, and then the transaction is removed in one rename.
-    /// Returns the committed keys; a transaction that does not exist commits nothing.
+    /// Applies a pending transaction, all or nothing: its `settings.*` keys (and any metadata it
+    /// holds) become live at once, and then the transaction is removed in one rename. Returns the
+    /// committed keys; a transaction that does not exist commits nothing.
     ///
-    /// Interrupted at any point, live holds every value whole (old or new) and the transaction is
-    /// still pending until its last value was written, so committing again completes it.
+    /// The next live tree is built beside `live/` (unchanged files hard-linked, the transaction's
+    /// written as new files, all fsynced) and exchanged with it by one `renameat2`; see
+    /// `commit.rs`. Interrupted at any point, `live/` holds every value of the old tree or every
+    /// value of the new one, and the transaction is still pending until the exchange is durable
+    /// (after it, until it is removed: committing it again then changes nothing). A commit that
+    /// fails (a longer key in the way of a value) leaves `live/` as it was.
+    ///
+    /// The caller must hold the datastore's lock (one writer, invariant I6): two commits at once
+    /// would each swap in a tree without the other's values.
     pub fn commit_transaction(&self, tx: &str) -> Result<BTreeSet<Key>> {
         self.sweep_trash();
         let pending = Committed::pending(tx);
@@ -422,15 +399,31 @@ impl FilesystemDataStore {
         }
         let settings = self.get_prefix("settings.", &pending)?;
         let metadata = self.get_metadata_prefix("", &pending, None)?;
+        let mut files = BTreeMap::new();
         for (key, value) in &settings {
-            self.set_key(key, value, &Committed::Live)?;
+            value::check(key.name(), value)?;
+            let file = commit::NewFile {
+                label: key.name().to_string(),
+                value: value.clone(),
+            };
+            files.insert(relative_data_path(key)?, file);
         }
         for (data_key, metas) in &metadata {
             for (meta_key, value) in metas {
-                self.set_metadata(meta_key, data_key, value, &Committed::Live)?;
+                let label = format!("{data_key}.{meta_key}");
+                value::check(&label, value)?;
+                let file = commit::NewFile {
+                    label,
+                    value: value.clone(),
+                };
+                files.insert(relative_metadata_path(meta_key, data_key)?, file);
             }
         }
+        let old_live = commit::swap_in(&self.base, &self.live_path(), &files, self.durability)?;
         self.remove_transaction_dir(tx, &tx_path)?;
+        killpoint::checkpoint("transaction-removed");
+        old_live.remove();
+        killpoint::checkpoint("done");
         debug!("Committed {} keys of transaction '{tx}'", settings.len());
         Ok(settings.into_keys().collect())
     }
@@ -473,8 +466,10 @@ impl FilesystemDataStore {
         })
     }
 
-    /// Removes transaction trash a crash left behind; failures only warn (it is invisible).
+    /// Removes what an interrupted commit or delete left behind (transaction trash, live trees
+    /// built or replaced by a commit); failures only warn (none of it is visible to readers).
     fn sweep_trash(&self) {
+        commit::sweep(&self.base);
         let Ok(entries) = fs::read_dir(&self.base) else {
             return;
         };
@@ -583,6 +578,52 @@ impl FilesystemDataStore {
         })?;
         Ok(found)
     }
+}
+
+/// A data key's file relative to `live/` or a transaction: its encoded segments as directories.
+fn relative_data_path(key: &Key) -> Result<PathBuf> {
+    ensure!(
+        key.key_type() == KeyType::Data,
+        error::InvalidKeySnafu {
+            name: key.name(),
+            reason: "a metadata key cannot name a data file",
+        }
+    );
+    Ok(key
+        .segments()
+        .iter()
+        .map(|segment| encode_path_component(segment))
+        .collect())
+}
+
+/// The file of metadata `metadata_key` on `data_key` relative to `live/` or a transaction.
+fn relative_metadata_path(metadata_key: &Key, data_key: &Key) -> Result<PathBuf> {
+    ensure!(
+        metadata_key.key_type() == KeyType::Meta,
+        error::InvalidKeySnafu {
+            name: metadata_key.name(),
+            reason: "a data key cannot name metadata",
+        }
+    );
+    let data_path = relative_data_path(data_key)?;
+    let data_file = data_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file_name = format!(
+        "{data_file}{METADATA_SEPARATOR}{}",
+        encode_path_component(&metadata_key.segments()[0])
+    );
+    ensure!(
+        file_name.len() <= MAX_FILE_NAME_LENGTH,
+        error::MetadataNameTooLongSnafu {
+            data: data_key.name(),
+            meta: metadata_key.name(),
+            file_name: &file_name,
+            max: MAX_FILE_NAME_LENGTH,
+        }
+    );
+    Ok(data_path.with_file_name(file_name))
 }
 
 /// What [`walk`] calls for each key file: the decoded directory segments, the file name, its path.
@@ -992,6 +1033,200 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with(".trash")), "{names:?}");
+    }
+
+    /// The names in the version directory besides `live` and `pending`.
+    fn leftovers(store: &FilesystemDataStore) -> BTreeSet<String> {
+        fs::read_dir(store.base_path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "live" && n != "pending")
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_of_many_keys_leaves_exactly_the_old_and_the_new_ones() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (dir, store) = store();
+        let live = Committed::Live;
+        let tx = Committed::pending("big");
+        let services = meta("affected-services");
+        let mut expected = BTreeMap::new();
+        for i in 0..300 {
+            let kept = data(&format!("settings.kept.k{i}"));
+            store
+                .set_key(&kept, &format!("\"kept{i}\""), &live)
+                .unwrap();
+            expected.insert(kept, format!("\"kept{i}\""));
+            let changed = data(&format!("settings.changed.k{i}"));
+            store.set_key(&changed, "\"old\"", &live).unwrap();
+            store.set_key(&changed, &format!("{i}"), &tx).unwrap();
+            expected.insert(changed, format!("{i}"));
+            let added = data(&format!("settings.added.deeper.k{i}"));
+            store.set_key(&added, "true", &tx).unwrap();
+            expected.insert(added, "true".to_string());
+        }
+        store
+            .set_metadata(&services, &data("settings.kept"), r#"["kept"]"#, &live)
+            .unwrap();
+        store
+            .set_metadata(&services, &data("settings.added"), r#"["added"]"#, &tx)
+            .unwrap();
+        let kept_file = store.live_path().join("settings/kept/k0");
+        fs::set_permissions(&kept_file, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(
+            store.live_path().join("settings/kept"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let changed_file = store.live_path().join("settings/changed/k0");
+        fs::set_permissions(&changed_file, fs::Permissions::from_mode(0o640)).unwrap();
+        let kept_inode = fs::metadata(&kept_file).unwrap().ino();
+        // A second name for the changed key's old file: the commit must not write that inode.
+        let held = dir.path().join("held");
+        fs::hard_link(&changed_file, &held).unwrap();
+
+        let committed = store.commit_transaction("big").unwrap();
+        assert_eq!(committed.len(), 600);
+        assert_eq!(store.get_prefix("", &live).unwrap(), expected);
+        assert_eq!(
+            store.get_metadata_prefix("", &live, None).unwrap(),
+            BTreeMap::from([
+                (
+                    data("settings.added"),
+                    BTreeMap::from([(services.clone(), r#"["added"]"#.to_string())])
+                ),
+                (
+                    data("settings.kept"),
+                    BTreeMap::from([(services.clone(), r#"["kept"]"#.to_string())])
+                ),
+            ])
+        );
+        // Unchanged values are the same files (linked, not copied), with their permissions, and
+        // so are directories' permissions; a changed value is a new file with the old one's mode.
+        let kept_meta = fs::metadata(&kept_file).unwrap();
+        assert_eq!(kept_meta.ino(), kept_inode);
+        assert_eq!(kept_meta.mode() & 0o7777, 0o600);
+        let kept_dir = fs::metadata(store.live_path().join("settings/kept")).unwrap();
+        assert_eq!(kept_dir.mode() & 0o7777, 0o700);
+        assert_eq!(fs::read(&held).unwrap(), b"\"old\"");
+        let changed_meta = fs::metadata(&changed_file).unwrap();
+        assert_ne!(changed_meta.ino(), fs::metadata(&held).unwrap().ino());
+        assert_eq!(changed_meta.mode() & 0o7777, 0o640);
+        assert!(store.list_transactions().unwrap().is_empty());
+        assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
+    }
+
+    #[test]
+    fn a_commit_that_fails_leaves_live_as_it_was() {
+        let (_dir, store) = store();
+        let live = Committed::Live;
+        let tx = Committed::pending("default");
+        store.set_key(&data("settings.x"), "1", &live).unwrap();
+        store.set_key(&data("settings.y.z"), "2", &live).unwrap();
+        // Keys that sort before the ones in the way: a per-key commit wrote them before failing.
+        for i in 0..50 {
+            store
+                .set_key(&data(&format!("settings.a{i:02}")), "3", &tx)
+                .unwrap();
+        }
+        for (in_the_way, bad, why) in [
+            (
+                "settings/x",
+                "settings.x.y",
+                "a shorter key holding a value is in the way",
+            ),
+            ("settings/y", "settings.y", "longer keys are in the way"),
+        ] {
+            // Written behind the datastore's back: its own writes refuse such a shape.
+            let mut by_hand = store.committed_path(&tx).unwrap();
+            for segment in data(bad).segments() {
+                by_hand.push(segment);
+            }
+            fs::create_dir_all(by_hand.parent().unwrap()).unwrap();
+            fs::write(&by_hand, "4").unwrap();
+            let err = store.commit_transaction("default").unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, Error::Corruption { .. }), "{message}");
+            assert!(
+                message.contains(&format!("'{bad}'")) && message.contains(why),
+                "{message}"
+            );
+            assert!(
+                message.contains(&store.live_path().join(in_the_way).display().to_string()),
+                "{message}"
+            );
+            assert_eq!(
+                store.get_prefix("", &live).unwrap(),
+                BTreeMap::from([
+                    (data("settings.x"), "1".to_string()),
+                    (data("settings.y.z"), "2".to_string())
+                ])
+            );
+            assert_eq!(store.list_transactions().unwrap().len(), 1);
+            assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
+            fs::remove_file(&by_hand).unwrap();
+        }
+        // Without them it commits.
+        assert_eq!(store.commit_transaction("default").unwrap().len(), 50);
+    }
+
+    #[test]
+    fn trees_an_interrupted_commit_left_are_invisible_and_swept() {
+        let (_dir, store) = store();
+        let live = Committed::Live;
+        store
+            .set_key(&data("settings.motd"), "\"live\"", &live)
+            .unwrap();
+        // Killed before the exchange: a half-built next tree. Killed after it: the replaced tree,
+        // under either name.
+        for name in ["live.new-0123456789abcdef", "live.old-0123456789abcdef"] {
+            let other = store.base_path().join(name).join("settings");
+            fs::create_dir_all(&other).unwrap();
+            fs::write(other.join("motd"), "\"other\"").unwrap();
+        }
+        fs::write(store.base_path().join("live.new-file"), "x").unwrap();
+        std::os::unix::fs::symlink("live", store.base_path().join("live.old-link")).unwrap();
+        let fresh = FilesystemDataStore::new(store.base_path());
+        assert_eq!(
+            fresh.get_prefix("", &live).unwrap(),
+            BTreeMap::from([(data("settings.motd"), "\"live\"".to_string())])
+        );
+        assert_eq!(leftovers(&fresh).len(), 4);
+
+        // A commit (even of nothing) sweeps them; a link is removed, not followed.
+        assert!(fresh.commit_transaction("nothing").unwrap().is_empty());
+        assert!(leftovers(&fresh).is_empty(), "{:?}", leftovers(&fresh));
+        assert_eq!(
+            fresh
+                .get_key(&data("settings.motd"), &live)
+                .unwrap()
+                .as_deref(),
+            Some("\"live\"")
+        );
+        // And so does a delete.
+        fs::create_dir(store.base_path().join("live.new-again")).unwrap();
+        assert!(fresh.delete_transaction("nothing").unwrap().is_empty());
+        assert!(leftovers(&fresh).is_empty(), "{:?}", leftovers(&fresh));
+    }
+
+    #[test]
+    fn a_commit_into_a_store_without_live_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemDataStore::new(dir.path().join("v1.0.0_abc"));
+        let tx = Committed::pending("default");
+        store
+            .set_key(&data("settings.motd"), "\"hi\"", &tx)
+            .unwrap();
+        store.commit_transaction("default").unwrap();
+        assert_eq!(
+            store
+                .get_key(&data("settings.motd"), &Committed::Live)
+                .unwrap()
+                .as_deref(),
+            Some("\"hi\"")
+        );
+        assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
     }
 
     #[test]

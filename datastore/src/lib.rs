@@ -6,6 +6,10 @@
 //! - [`encoding`]: key segment ↔ file name (percent-encoding of all but alphanumerics, `_`, `-`);
 //! - [`filesystem`]: [`FilesystemDataStore`]: `live/` and `pending/<tx>/`, data and metadata
 //!   files, get/set/unset/list by prefix, transactions and their commit;
+//! - `commit`: a commit is all or nothing: the next live tree is built beside `live/` (unchanged
+//!   files hard-linked) and exchanged with it by one `renameat2(RENAME_EXCHANGE)`;
+//! - [`killpoint`]: with the `test-hooks` feature, `DATASTORE_KILL_AT=<step>` kills a commit at
+//!   that step (the crate's own tests);
 //! - [`value`]: one JSON document per file, without a trailing newline;
 //! - every write is nodeio's atomic write: a temporary file renamed over the key's file
 //!   (fsynced by default, or made durable at once with [`sync_tree`] under
@@ -25,10 +29,12 @@
 //! ```
 
 mod atomic;
+mod commit;
 pub mod encoding;
 pub mod error;
 pub mod filesystem;
 pub mod key;
+pub mod killpoint;
 pub mod value;
 
 pub use atomic::{sync_dir, sync_tree};
