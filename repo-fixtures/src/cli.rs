@@ -32,7 +32,8 @@ pub enum Command {
     /// List the named fixtures.
     List,
     /// The main job: a whole update lifecycle on a simulated node (disk-image file, local signed repository served
-    /// over HTTP, the real updog and migrator binaries): 1.0.0 → boot → check → update → reboot → migrate → mark.
+    /// over HTTP, the real binaries): 1.0.0 → boot → check → update → reboot → migrate → mark, then on through the
+    /// API (apiserver, apiclient update apply --reboot) → reboot → migrate → mark.
     Demo(DemoArgs),
 }
 
@@ -52,7 +53,8 @@ pub struct DemoArgs {
     /// The port to serve the repository on; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Where the updog, migrator and fixture migration binaries are; default: build them with cargo.
+    /// Where the node's binaries (updog, migrator, apiserver, thar-be-updates, apiclient) and the fixture migrations
+    /// are; default: build them with cargo.
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     /// Keep serving the repository after the lifecycle, until interrupted.

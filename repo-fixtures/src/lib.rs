@@ -17,6 +17,7 @@
 //! - [`tool`]: running a system tool and reporting its failure.
 //! - [`node`]: the simulated node (sysroot + disk) and its boot (the bootloader rule, `proc/cmdline`).
 
+pub mod api;
 pub mod attacks;
 pub mod boot_states;
 pub mod chain;

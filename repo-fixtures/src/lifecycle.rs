@@ -6,11 +6,12 @@
 //! verified, set B made next) → boot (GRUB rule, dm-verity check, the new os-release) → `migrator` (settings carried
 //! forward) → `signpost mark-successful-boot`. No root is needed: the disk is a file.
 
+use crate::api::ApiServer;
 use crate::chain::{
     self, ARCHES, ChainOptions, FixtureRepo, MigrationPayloads, RELEASES, VARIANTS,
 };
 use crate::http::{FaultServer, FaultServerError};
-use crate::node::{BootError, Node, NodeError};
+use crate::node::{BootError, BootOutcome, Node, NodeError};
 use datastore::{Committed, FilesystemDataStore, Key, KeyType};
 use signpost::SetSelect;
 use snafu::{OptionExt, ResultExt, Snafu, ensure};
@@ -46,14 +47,26 @@ pub const INITIAL_SETTINGS: [(&str, &str); 3] = [
 pub struct Binaries {
     pub updog: PathBuf,
     pub migrator: PathBuf,
+    pub apiserver: PathBuf,
+    pub thar_be_updates: PathBuf,
+    pub apiclient: PathBuf,
     pub dir: PathBuf,
 }
+
+/// The node's programs the lifecycle runs (besides the fixture migrations).
+pub const NODE_BINARIES: [&str; 5] = [
+    "updog",
+    "migrator",
+    "apiserver",
+    "thar-be-updates",
+    "apiclient",
+];
 
 impl Binaries {
     /// The binaries in `dir` (a cargo target directory such as `target/debug`).
     pub fn in_dir(dir: &Path) -> Result<Self, LifecycleError> {
         let mut missing = Vec::new();
-        for name in ["updog", "migrator"]
+        for name in NODE_BINARIES
             .into_iter()
             .chain(MIGRATION_BINARIES.map(|(bin, _)| bin))
         {
@@ -71,11 +84,14 @@ impl Binaries {
         Ok(Self {
             updog: dir.join("updog"),
             migrator: dir.join("migrator"),
+            apiserver: dir.join("apiserver"),
+            thar_be_updates: dir.join("thar-be-updates"),
+            apiclient: dir.join("apiclient"),
             dir: dir.to_owned(),
         })
     }
 
-    /// Builds updog, migrator and the fixture migrations with cargo (the same profile as this program, into the
+    /// Builds updog, migrator, the API's three programs and the fixture migrations with cargo (the same profile as this program, into the
     /// target directory this program runs from) and returns them. The fixture migrations are migrator's test-only
     /// binaries, behind its `test-hooks` feature; the `migrator` binary is the released one either way.
     pub fn build() -> Result<Self, LifecycleError> {
@@ -90,6 +106,12 @@ impl Binaries {
             "updog",
             "-p",
             "migrator",
+            "-p",
+            "apiserver",
+            "-p",
+            "thar-be-updates",
+            "-p",
+            "apiclient",
             "--bins",
             "--features",
             "migrator/test-hooks",
@@ -141,20 +163,18 @@ impl LifecycleReport {
     }
 }
 
-/// Runs the whole lifecycle in `dir` (repository under `dir/repo`, node under `dir/node`), with `binaries`; the
-/// server is returned still running so a caller can keep serving.
-pub fn run_lifecycle(
-    dir: &Path,
-    binaries: &Binaries,
-    port: u16,
-) -> Result<(LifecycleReport, FaultServer), LifecycleError> {
-    let mut report = LifecycleReport::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context(IoSnafu { path: dir })?;
+/// The publisher's side of the lifecycle: the signed release chain (with the real migrations) served over HTTP.
+pub struct Published {
+    /// The newest repository of the chain (every release).
+    pub repo: FixtureRepo,
+    pub server: FaultServer,
+    pub metadata_url: url::Url,
+    pub targets_url: url::Url,
+}
 
-    // The publisher: the signed release chain, with the real migrations.
+/// Builds the fixture chain under `dir/repo` with `binaries`' migrations and serves it on `port` (0: any).
+pub fn publish(dir: &Path, binaries: &Binaries, port: u16) -> Result<Published, LifecycleError> {
+    let runtime = runtime(dir)?;
     let repo_dir = dir.join("repo");
     let payloads = binaries.migration_payloads()?;
     let steps = runtime
@@ -164,7 +184,7 @@ pub fn run_lifecycle(
             &payloads,
         ))
         .context(ChainSnafu)?;
-    let newest: &FixtureRepo = steps.last().expect("the chain has steps");
+    let newest: FixtureRepo = steps.last().expect("the chain has steps").clone();
     let server = FaultServer::builder(&repo_dir)
         .addr(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .serve()
@@ -175,32 +195,125 @@ pub fn run_lifecycle(
         .expect("named")
         .to_string_lossy()
         .into_owned();
-    let metadata_url = server.url_for(&format!("{name}/metadata/"));
-    let targets_url = server.url_for(&format!("{name}/targets/"));
-    report.base_url = server.base_url().to_string();
-    report.say(format!(
-        "1. Published releases {} (signed TUF repository, {} variants × {} arches) at {metadata_url}",
-        RELEASES.join(", "),
-        VARIANTS.len(),
-        ARCHES.len()
-    ));
+    Ok(Published {
+        metadata_url: server.url_for(&format!("{name}/metadata/")),
+        targets_url: server.url_for(&format!("{name}/targets/")),
+        repo: newest,
+        server,
+    })
+}
 
-    // The node: release 1.0.0 in set A of a disk-image file, its datastore, updog.toml.
-    let (variant, arch) = (VARIANTS[0], node_arch());
-    let node_dir = dir.join("node");
-    let node = Node::create(&node_dir).context(NodeSnafu)?;
+/// A node in `dir` (sysroot `dir/sysroot`, disk `dir/disk.img`) as a fresh Bottlerocket node is: release
+/// `RELEASES[0]` in set A, a datastore with [`INITIAL_SETTINGS`], updog.toml pointing at `published`, and the
+/// apiserver's config (this workspace's thar-be-updates; a reboot command that records the request in
+/// [`reboot_requests_path`], for the simulated boot to act on). Not booted yet.
+pub fn install_node(
+    dir: &Path,
+    published: &Published,
+    binaries: &Binaries,
+) -> Result<Node, LifecycleError> {
+    let runtime = runtime(dir)?;
+    let node = Node::create(dir).context(NodeSnafu)?;
     let root_json = runtime
         .block_on(chain::fixture_root_json())
         .context(ChainSnafu)?;
-    let first = chain::release_images(variant, arch, RELEASES[0], &root_json, &dir.join("scratch"))
-        .context(ChainSnafu)?;
+    let first = chain::release_images(
+        VARIANTS[0],
+        node_arch(),
+        RELEASES[0],
+        &root_json,
+        &dir.join("scratch"),
+    )
+    .context(ChainSnafu)?;
     node.install(SetSelect::A, &first).context(NodeSnafu)?;
-    let datastore_dir = node.sysroot().join("var/lib/bottlerocket/datastore");
-    create_datastore(&datastore_dir, RELEASES[0], &INITIAL_SETTINGS)?;
-    write_updog_toml(&node, &metadata_url, &targets_url)?;
+    create_datastore(&datastore_dir(&node), RELEASES[0], &INITIAL_SETTINGS)?;
+    write_updog_toml(&node, &published.metadata_url, &published.targets_url)?;
+    write_apiserver_toml(&node, binaries)?;
+    Ok(node)
+}
+
+/// The node's datastore directory (holding `current` and the versions).
+pub fn datastore_dir(node: &Node) -> PathBuf {
+    node.sysroot().join("var/lib/bottlerocket/datastore")
+}
+
+/// Where the simulated node's reboot command records each request, one line per request.
+pub fn reboot_requests_path(node: &Node) -> PathBuf {
+    node.sysroot().join("var/lib/fixture-node/reboot-requests")
+}
+
+/// Waits (up to 10 s) until the node's reboot command has recorded `count` requests; returns how many it has. The
+/// API starts the reboot command and answers at once, as a real reboot is not waited for either.
+pub fn wait_for_reboot_requests(node: &Node, count: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = std::fs::read_to_string(reboot_requests_path(node))
+            .map(|text| text.lines().count())
+            .unwrap_or(0);
+        if seen >= count || std::time::Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A boot as a real node's units run it: the bootloader and dm-verity ([`Node::boot`]), then `migrator` (settings
+/// carried to the booted release), then `signpost mark-successful-boot`.
+pub fn boot_and_settle(node: &Node, binaries: &Binaries) -> Result<BootOutcome, LifecycleError> {
+    let booted = node.boot().context(BootSnafu)?;
+    run_migrator(node, binaries)?;
+    signpost(node, &["mark-successful-boot"])?;
+    Ok(booted)
+}
+
+/// Runs `migrator` on the node as its boot does, to the booted os-release's version.
+pub fn run_migrator(node: &Node, binaries: &Binaries) -> Result<String, LifecycleError> {
+    let sysroot = node.sysroot();
+    let path = |p: &str| sysroot.join(p).into_os_string();
+    let migrator_args = vec![
+        "--sysroot".into(),
+        sysroot.as_os_str().to_owned(),
+        "--datastore-path".into(),
+        path("var/lib/bottlerocket/datastore/current"),
+        "--migration-directory".into(),
+        path("var/lib/bottlerocket-migrations"),
+        "--root-path".into(),
+        path("usr/share/updog/root.json"),
+        "--metadata-directory".into(),
+        path("var/cache/bottlerocket-metadata"),
+        "--migrate-to-version-from-os-release".into(),
+    ];
+    run(binaries.migrator.as_os_str(), &migrator_args)
+}
+
+/// Runs the whole lifecycle in `dir` (repository under `dir/repo`, node under `dir/node`), with `binaries`; the
+/// server is returned still running so a caller can keep serving.
+pub fn run_lifecycle(
+    dir: &Path,
+    binaries: &Binaries,
+    port: u16,
+) -> Result<(LifecycleReport, FaultServer), LifecycleError> {
+    let mut report = LifecycleReport::default();
+
+    // The publisher: the signed release chain, with the real migrations.
+    let published = publish(dir, binaries, port)?;
+    report.base_url = published.server.base_url().to_string();
+    report.say(format!(
+        "1. Published releases {} (signed TUF repository, {} variants × {} arches) at {}",
+        RELEASES.join(", "),
+        VARIANTS.len(),
+        ARCHES.len(),
+        published.metadata_url
+    ));
+
+    // The node: release 1.0.0 in set A of a disk-image file, its datastore, updog.toml.
+    let node = install_node(&dir.join("node"), &published, binaries)?;
+    let datastore_dir = datastore_dir(&node);
     report.settings_before = read_settings(&datastore_dir)?;
     report.say(format!(
-        "2. Node {variant}/{arch}: disk image {}, release {} in set A, {} settings in its datastore",
+        "2. Node {}/{}: disk image {}, release {} in set A, {} settings in its datastore",
+        VARIANTS[0],
+        node_arch(),
         node.disk().display(),
         RELEASES[0],
         report.settings_before.len()
@@ -218,14 +331,21 @@ pub fn run_lifecycle(
         release.version_id
     ));
 
-    // updog: check, then update (download, verify, write set B, flip the bits).
+    // updog: check, then update to the next release (download, verify, write set B, flip the bits).
     let check = run(
         binaries.updog.as_os_str(),
         &updog_args(&node, &["check-update"]),
     )?;
     report.say(format!("4. updog check-update → {}", check.trim()));
-    let update = run(binaries.updog.as_os_str(), &updog_args(&node, &["update"]))?;
-    report.say(format!("5. updog update → {}", update.trim()));
+    let update = run(
+        binaries.updog.as_os_str(),
+        &updog_args(&node, &["update", "--image", RELEASES[1]]),
+    )?;
+    report.say(format!(
+        "5. updog update --image {} → {}",
+        RELEASES[1],
+        update.trim()
+    ));
     let status = signpost(&node, &["status"])?;
     for line in status
         .lines()
@@ -234,52 +354,106 @@ pub fn run_lifecycle(
         report.say(format!("     signpost: {line}"));
     }
 
-    // Reboot into the new set; the bootloader spends its one try.
+    // Reboot into the new set; the bootloader spends its one try; migrator carries the settings to the new
+    // release's schema, then the boot is marked good.
     let booted = node.boot().context(BootSnafu)?;
     let release = booted.release.clone().expect("the node carries images");
-    report.version_after = release.version_id.clone();
     report.say(format!(
         "6. Rebooted into set {:?} (tries left {}): dm-verity OK, os-release says {}",
         booted.set,
         booted.after.tries_left(),
         release.version_id
     ));
-
-    // migrator carries the settings to the new release's schema, then the boot is marked good.
-    let sysroot = node.sysroot();
-    let path = |p: &str| sysroot.join(p).into_os_string();
-    let migrator_args = vec![
-        "--sysroot".into(),
-        sysroot.as_os_str().to_owned(),
-        "--datastore-path".into(),
-        path("var/lib/bottlerocket/datastore/current"),
-        "--migration-directory".into(),
-        path("var/lib/bottlerocket-migrations"),
-        "--root-path".into(),
-        path("usr/share/updog/root.json"),
-        "--metadata-directory".into(),
-        path("var/cache/bottlerocket-metadata"),
-        "--migrate-to-version-from-os-release".into(),
-    ];
-    run(binaries.migrator.as_os_str(), &migrator_args)?;
-    report.settings_after = read_settings(&datastore_dir)?;
+    run_migrator(&node, binaries)?;
     signpost(&node, &["mark-successful-boot"])?;
     report.say(format!(
-        "7. migrator {} → {}: settings now {}",
+        "7. migrator {} → {}, marked successful: settings now {}",
         report.version_before,
-        report.version_after,
-        report
-            .settings_after
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        release.version_id,
+        settings_line(&read_settings(&datastore_dir)?)
+    ));
+
+    // The API: the same node driven as a fleet drives it, through apiserver and apiclient.
+    let server = ApiServer::start(binaries, &node).context(ApiSnafu)?;
+    report.say(format!(
+        "8. apiserver listening on {} (mode 0600)",
+        server.socket().display()
+    ));
+    let motd = "settings survive updates";
+    apiclient_ok(binaries, &server, &["set", &format!("motd={motd}")])?;
+    let got = apiclient_ok(binaries, &server, &["get", "settings.motd"])?;
+    let got: serde_json::Value =
+        serde_json::from_str(&got).context(StatusJsonSnafu { text: &got })?;
+    report.say(format!(
+        "9. apiclient set motd=… → apiclient get settings.motd → {}",
+        got["settings"]["motd"]
+    ));
+    let check = apiclient_ok(binaries, &server, &["update", "check"])?;
+    let status: serde_json::Value =
+        serde_json::from_str(&check).context(StatusJsonSnafu { text: &check })?;
+    report.say(format!(
+        "10. apiclient update check → update_state {}, chosen_update {}",
+        status["update_state"], status["chosen_update"]["version"]
+    ));
+    let apply = apiclient_ok(binaries, &server, &["update", "apply", "--reboot"])?;
+    let requests = wait_for_reboot_requests(&node, 1);
+    report.say(format!(
+        "11. apiclient update apply --reboot → prepare (images written to the inactive set), activate, reboot \
+         requested ({requests} request{}){}",
+        if requests == 1 { "" } else { "s" },
+        if apply.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", apply.trim())
+        }
+    ));
+    // A reboot stops every process: the API server too.
+    server.stop().context(ApiSnafu)?;
+    let booted = boot_and_settle(&node, binaries)?;
+    let release = booted.release.clone().expect("the node carries images");
+    report.version_after = release.version_id.clone();
+    report.settings_after = read_settings(&datastore_dir)?;
+    report.say(format!(
+        "12. Rebooted into set {:?}: dm-verity OK, os-release says {}; migrator ran, boot marked successful",
+        booted.set, release.version_id
     ));
     report.say(format!(
-        "8. Marked the new set successful: the node runs {}; set A keeps {} as the rollback target",
-        report.version_after, report.version_before
+        "13. Settings after {} → {} → {}: {}",
+        report.version_before,
+        RELEASES[1],
+        report.version_after,
+        settings_line(&report.settings_after)
     ));
-    Ok((report, server))
+    Ok((report, published.server))
+}
+
+fn settings_line(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn runtime(dir: &Path) -> Result<tokio::runtime::Runtime, LifecycleError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context(IoSnafu { path: dir })
+}
+
+/// Runs apiclient against `server`, requiring success; returns its stdout.
+fn apiclient_ok(
+    binaries: &Binaries,
+    server: &ApiServer,
+    args: &[&str],
+) -> Result<String, LifecycleError> {
+    let mut all: Vec<std::ffi::OsString> = vec![
+        "--socket-path".into(),
+        server.socket().as_os_str().to_owned(),
+    ];
+    all.extend(args.iter().map(Into::into));
+    run(binaries.apiclient.as_os_str(), &all)
 }
 
 /// The node's arch as the fixture chain names it (updog uses the build's arch).
@@ -314,9 +488,38 @@ fn write_updog_toml(
     std::fs::write(&path, text).context(IoSnafu { path: &path })
 }
 
+/// The apiserver's config on the simulated node: this workspace's thar-be-updates, and a reboot command that only
+/// appends a line to [`reboot_requests_path`] (the test or demo then boots the node).
+fn write_apiserver_toml(node: &Node, binaries: &Binaries) -> Result<(), LifecycleError> {
+    let path = node.sysroot().join("etc/apiserver.toml");
+    let requests = reboot_requests_path(node);
+    let mut text = String::new();
+    writeln!(
+        text,
+        "thar_be_updates = {}",
+        toml_string(&binaries.thar_be_updates.to_string_lossy())
+    )
+    .expect("String");
+    writeln!(
+        text,
+        "reboot_command = [\"/bin/sh\", \"-c\", \"echo reboot >> \\\"$0\\\"\", {}]",
+        toml_string(&requests.to_string_lossy())
+    )
+    .expect("String");
+    for dir in [path.parent(), requests.parent()].into_iter().flatten() {
+        std::fs::create_dir_all(dir).context(IoSnafu { path: dir })?;
+    }
+    std::fs::write(&path, text).context(IoSnafu { path: &path })
+}
+
+/// A TOML basic string (the paths here are temp dirs: no control characters, but quotes and backslashes escaped).
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 /// What storewolf does on a node's first boot: a datastore for `version` with these settings, and the
 /// `current → vX → vX.Y → vX.Y.Z → vX.Y.Z_<suffix>` links.
-fn create_datastore(
+pub fn create_datastore(
     dir: &Path,
     version: &str,
     settings: &[(&str, &str)],
@@ -405,15 +608,15 @@ pub enum LifecycleError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[snafu(display("Missing binaries in {}: {missing} (build them: cargo build -p updog -p migrator --bins --features migrator/test-hooks)", dir.display()))]
+    #[snafu(display("Missing binaries in {}: {missing} (build them: cargo build -p updog -p migrator -p apiserver -p thar-be-updates -p apiclient --bins --features migrator/test-hooks)", dir.display()))]
     MissingBinaries { dir: PathBuf, missing: String },
     #[snafu(display("Cannot tell where this program runs from: {source}"))]
     CurrentExe { source: std::io::Error },
     #[snafu(display("This program's path has no directory"))]
     NoExeDir,
-    #[snafu(display("Failed to run cargo to build updog and migrator: {source}"))]
+    #[snafu(display("Failed to run cargo to build the node's programs: {source}"))]
     Cargo { source: std::io::Error },
-    #[snafu(display("cargo build of updog and migrator failed ({status})"))]
+    #[snafu(display("cargo build of the node's programs failed ({status})"))]
     CargoFailed { status: String },
     #[snafu(display("Fixture chain: {source}"))]
     Chain { source: chain::ChainError },
@@ -429,6 +632,13 @@ pub enum LifecycleError {
     Spawn {
         program: std::ffi::OsString,
         source: std::io::Error,
+    },
+    #[snafu(display("API: {source}"))]
+    Api { source: crate::api::ApiError },
+    #[snafu(display("apiclient printed something that is not JSON: {source}\n{text}"))]
+    StatusJson {
+        text: String,
+        source: serde_json::Error,
     },
     #[snafu(display("{step} failed:\n{output}"))]
     StepFailed { step: String, output: String },

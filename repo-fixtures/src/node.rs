@@ -12,6 +12,8 @@
 //!    root fails the boot), then take `os-release` and `root.json` from the booted ROOT into the sysroot
 //!    (`usr/lib/os-release`, `usr/share/updog/root.json`), so the node's version is the booted image's.
 //!
+//! Before step 1, `<sysroot>/run` is emptied, as a real boot starts with a fresh tmpfs there.
+//!
 //! No pick means "boot failed: no bootable partition set", and `proc/cmdline` is removed (no kernel runs).
 //! Later steps (migrator, the health checks and `signpost mark-successful-boot`) join [`Node::boot`] after step 3
 //! and report through [`BootOutcome`]; a failed step leaves the boot unmarked, so the next boot falls back.
@@ -66,6 +68,9 @@ pub enum NodeError {
 
 #[derive(Debug, Snafu)]
 pub enum BootError {
+    #[snafu(display("boot failed: cannot empty {} (a tmpfs on a real node)", path.display()))]
+    ClearRun { path: PathBuf, source: io::Error },
+
     #[snafu(display("boot failed: no bootable partition set on {}", disk.display()))]
     NoBootableSet { disk: PathBuf },
 
@@ -228,6 +233,13 @@ impl Node {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(source).context(RemoveCmdlineSnafu { path: cmdline_path }),
+        }
+        // `/run` is a tmpfs: a boot starts with it empty (thar-be-updates' status, the API socket, lock files).
+        let run = self.sysroot.join("run");
+        match fs::remove_dir_all(&run) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(source).context(ClearRunSnafu { path: run }),
         }
         let loaded = self.run_bootloader()?;
         let cmdline = grub_kernel_line(

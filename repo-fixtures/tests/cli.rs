@@ -134,8 +134,12 @@ fn demo_runs_the_whole_update_lifecycle() {
     for expected in [
         "os-release says 1.0.0; marked successful",
         "updog check-update → aws-dev 1.2.0",
-        "updog update → Update applied: aws-dev 1.2.0",
-        "Rebooted into set B (tries left 0): dm-verity OK, os-release says 1.2.0",
+        "updog update --image 1.1.0 → Update applied: aws-dev 1.1.0",
+        "Rebooted into set B (tries left 0): dm-verity OK, os-release says 1.1.0",
+        "apiclient set motd=… → apiclient get settings.motd → \"settings survive updates\"",
+        "apiclient update check → update_state \"Available\", chosen_update \"1.2.0\"",
+        "reboot requested (1 request)",
+        "Rebooted into set A: dm-verity OK, os-release says 1.2.0; migrator ran, boot marked successful",
         "settings.network.hostname=\"demo-node\"",
     ] {
         assert!(
@@ -143,7 +147,8 @@ fn demo_runs_the_whole_update_lifecycle() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
-    // The node really is on 1.2.0 in set B, marked successful, with its settings renamed by the migration.
+    // The node really is on 1.2.0 (back in set A, through the API), marked successful, with its settings renamed by
+    // the migration and the motd set through the API kept.
     let os_release =
         std::fs::read_to_string(dir.path().join("node/sysroot/usr/lib/os-release")).unwrap();
     assert!(os_release.contains("VERSION_ID=1.2.0"), "{os_release}");
@@ -154,4 +159,8 @@ fn demo_runs_the_whole_update_lifecycle() {
     .unwrap();
     assert!(settings.contains(&("settings.network.hostname".into(), "\"demo-node\"".into())));
     assert!(!settings.iter().any(|(k, _)| k == "settings.hostname"));
+    assert!(settings.contains(&(
+        "settings.motd".into(),
+        "\"settings survive updates\"".into()
+    )));
 }
