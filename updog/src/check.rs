@@ -10,11 +10,12 @@ use crate::release::Release;
 use crate::select::{self, Decision, NoUpdate, UpdateQuery};
 use crate::sysroot::Sysroot;
 use crate::transport::QueryParams;
-use crate::tuf::{self, TufLoader};
+use crate::tuf::{Repository, TufError};
+use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use semver::Version;
 use snafu::ResultExt;
-use tough::{Repository, Transport};
+use tough::Transport;
 use update_metadata::{Manifest, Update};
 
 /// What check-update was asked.
@@ -74,35 +75,39 @@ impl Node {
     pub async fn load_manifest(&self, params: QueryParams) -> Result<Manifest> {
         let transport = ResumingTransport::new(params, self.config.fetch.clone())
             .context(error::TransportSnafu)?;
-        let repository = self.load_repository(transport).await?;
-        self.read_manifest(&repository).await
+        let mut repository = self.load_repository(transport).await?;
+        self.read_manifest(&mut repository).await
     }
 
-    /// Loads the repository with this node's trust (persisted, expiry enforced), fetching through `transport`.
+    /// Loads the repository with this node's trust (anchored in the shipped root, persisted, expiry enforced),
+    /// fetching through `transport`.
     pub async fn load_repository(&self, transport: impl Transport + 'static) -> Result<Repository> {
-        let datastore = self.sysroot.tuf_datastore();
-        let root = tuf::node_trusted_root(&self.sysroot.trusted_root(), &datastore).context(
-            error::RepositorySnafu {
-                metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
-            },
-        )?;
-        TufLoader::new(
-            root,
+        let context = || error::RepositorySnafu {
+            metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
+        };
+        let shipped = self.sysroot.trusted_root();
+        let root = std::fs::read(&shipped)
+            .map_err(|source| TufError::ReadRoot {
+                path: shipped.clone(),
+                source,
+            })
+            .context(context())?;
+        Repository::load(
+            &root,
+            &self.sysroot.tuf_datastore(),
+            Arc::new(transport),
             self.config.metadata_base_url.clone(),
             self.config.targets_base_url.clone(),
-            &datastore,
+            Utc::now(),
         )
-        .transport(transport)
-        .load()
         .await
-        .context(error::RepositorySnafu {
-            metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
-        })
+        .context(context())
     }
 
-    /// Reads and parses the repository's manifest.json (length and sha256 verified).
-    pub async fn read_manifest(&self, repository: &Repository) -> Result<Manifest> {
-        let bytes = tuf::read_target(repository, "manifest.json", &self.sysroot.tuf_datastore())
+    /// Reads and parses the repository's manifest.json (length and hashes verified).
+    pub async fn read_manifest(&self, repository: &mut Repository) -> Result<Manifest> {
+        let bytes = repository
+            .read_target("manifest.json")
             .await
             .context(error::ManifestReadSnafu)?;
         let manifest = Manifest::from_slice(&bytes).context(error::ManifestParseSnafu)?;

@@ -1,33 +1,25 @@
-//! The tuf-conformance "client-under-test" (theupdateframework/tuf-conformance, CLIENT-CLI.md),
-//! over updog's own TUF loading code ([`crate::tuf::TufLoader`]), so the conformance suite tests
-//! the code that guards the node.
+//! The tuf-conformance "client-under-test" (theupdateframework/tuf-conformance, CLIENT-CLI.md), over updog's own
+//! TUF client ([`crate::tuf::workflow::Client`]), so the conformance suite tests the code that guards the node.
 //!
-//! - `init TRUSTED_ROOT`: copies the root into `METADATA_DIR/root.json` (checked to be a
-//!   root.json; no network).
-//! - `refresh`: the TUF client workflow from `METADATA_DIR/root.json` and the trusted metadata
-//!   beside it, then stores what is now trusted as `root.json`, `timestamp.json`,
-//!   `snapshot.json`, `targets.json` — the bytes the repository served, not tough's
-//!   re-serialisation. Metadata verified before a failure is kept (as the spec asks: each file
-//!   becomes trusted when it is verified).
-//! - `download`: refresh, then each `--target-name` in order: verified (length and sha256) into
-//!   `TARGET_DIR/<percent-encoded name>`, the same file name every time; a file already there with
-//!   the listed length and sha256 is not downloaded again; a failed download leaves nothing.
+//! - `init TRUSTED_ROOT`: copies the root into `METADATA_DIR/root.json` (checked to be a root.json; no network).
+//! - `refresh`: the client workflow from `METADATA_DIR/root.json` and the trusted metadata beside it (each role as
+//!   `<quoted role>.json`, delegated roles too, the bytes the repository served); each file is stored as soon as
+//!   it is verified, so what was verified before a failure stays trusted. The final root becomes `root.json`.
+//! - `download`: refresh, then each `--target-name` in order, found through the delegations, verified (length and
+//!   every supported hash) into `TARGET_DIR/<quoted name>`; a file already there that matches is not downloaded
+//!   again; a failed download leaves nothing.
 //!
-//! tough needs a datastore of its own (it also writes `latest_known_time.json`, which the spec's
-//! metadata directory must not hold), so each run loads through a scratch datastore seeded from
-//! the metadata directory and then copies back what changed.
+//! Unlike a node (where the shipped root is the anchor and `N.root.json` the chain), the suite's contract makes
+//! `root.json` in the metadata directory the anchor, as python-tuf's ngclient does.
 
-use crate::tuf::{self, TufError, TufLoader};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
-use snafu::{OptionExt, ResultExt, Snafu};
+use crate::tuf::repository::FoundTarget;
+use crate::tuf::store::MetadataStore;
+use crate::tuf::workflow::{Client, MetadataLimits};
+use crate::tuf::{Repository, TufError};
+use snafu::{ResultExt, Snafu};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tough::schema::{Root, Signed, Snapshot, Targets, Timestamp};
-use tough::{DefaultTransport, Repository, TargetName, Transport, TransportError, TransportStream};
+use std::sync::Arc;
 use url::Url;
-
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
 pub enum ConformanceError {
@@ -37,11 +29,8 @@ pub enum ConformanceError {
         source: std::io::Error,
     },
 
-    #[snafu(display("{} is not a root.json: {source}", path.display()))]
-    NotARoot {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[snafu(display("{} is not a root.json: {detail}", path.display()))]
+    NotARoot { path: PathBuf, detail: String },
 
     #[snafu(display(
         "No trusted root in {}: run `init TRUSTED_ROOT` first ({source})",
@@ -69,27 +58,21 @@ pub enum ConformanceError {
     #[snafu(display("Target '{name}': {source}"))]
     Target { name: String, source: TufError },
 
-    #[snafu(display("Target '{name}' is not listed in the trusted targets metadata"))]
-    TargetNotListed { name: String },
-
     #[snafu(display("download needs {what}"))]
     MissingArgument { what: &'static str },
 }
 
 type Result<T, E = ConformanceError> = std::result::Result<T, E>;
 
-/// The top-level roles, as stored in the metadata directory.
-const ROLE_FILES: [&str; 4] = [
-    "root.json",
-    "timestamp.json",
-    "snapshot.json",
-    "targets.json",
-];
-
 /// `init`: trust `trusted_root` from now on.
 pub fn init(metadata_dir: &Path, trusted_root: &Path) -> Result<()> {
     let bytes = std::fs::read(trusted_root).context(ReadTrustedRootSnafu { path: trusted_root })?;
-    serde_json::from_slice::<Signed<Root>>(&bytes).context(NotARootSnafu { path: trusted_root })?;
+    crate::tuf::schema::parse::<crate::tuf::schema::RootMeta>(&bytes, "root").map_err(|e| {
+        ConformanceError::NotARoot {
+            path: trusted_root.to_owned(),
+            detail: e.0,
+        }
+    })?;
     std::fs::create_dir_all(metadata_dir).context(IoSnafu {
         what: "create the metadata directory",
         path: metadata_dir,
@@ -99,13 +82,10 @@ pub fn init(metadata_dir: &Path, trusted_root: &Path) -> Result<()> {
 
 /// `refresh`: update the trusted metadata in `metadata_dir` from `metadata_url`.
 pub async fn refresh(metadata_dir: &Path, metadata_url: &Url) -> Result<()> {
-    load(metadata_dir, metadata_url, metadata_url)
-        .await
-        .map(drop)
+    load(metadata_dir, metadata_url, metadata_url).await.map(drop)
 }
 
-/// `download`: refresh, then fetch each target (in order) into `target_dir`. Stops at the first
-/// failure.
+/// `download`: refresh, then fetch each target (in order) into `target_dir`. Stops at the first failure.
 pub async fn download(
     metadata_dir: &Path,
     metadata_url: &Url,
@@ -113,13 +93,13 @@ pub async fn download(
     target_names: &[String],
     target_dir: &Path,
 ) -> Result<()> {
-    let (repository, datastore) = load(metadata_dir, metadata_url, targets_url).await?;
+    let mut repository = load(metadata_dir, metadata_url, targets_url).await?;
     std::fs::create_dir_all(target_dir).context(IoSnafu {
         what: "create the target directory",
         path: target_dir,
     })?;
     for name in target_names {
-        download_one(&repository, datastore.path(), name, target_dir).await?;
+        download_one(&mut repository, name, target_dir).await?;
     }
     Ok(())
 }
@@ -142,159 +122,100 @@ pub fn artifact_path(target_dir: &Path, name: &str) -> PathBuf {
     target_dir.join(file)
 }
 
-async fn download_one(
-    repository: &Repository,
-    datastore: &Path,
-    name: &str,
-    target_dir: &Path,
-) -> Result<()> {
-    let target_name = TargetName::new(name).map_err(|e| ConformanceError::Target {
+async fn download_one(repository: &mut Repository, name: &str, target_dir: &Path) -> Result<()> {
+    let target_error = |source| ConformanceError::Target {
         name: name.into(),
-        source: TufError::from_tough(e, datastore),
-    })?;
-    let listed = repository
-        .targets()
-        .signed
-        .find_target(&target_name, false)
-        .ok()
-        .context(TargetNotListedSnafu { name })?;
+        source,
+    };
+    let target: FoundTarget = repository.find_target(name).await.map_err(target_error)?;
     let path = artifact_path(target_dir, name);
     if let Ok(existing) = std::fs::read(&path)
-        && existing.len() as u64 == listed.length
-        && Sha256::digest(&existing).as_slice() == listed.hashes.sha256.as_ref()
+        && crate::tuf::schema::check_length_and_hashes(
+            &existing,
+            Some(target.file.length),
+            Some(&target.file.hashes),
+        )
+        .is_ok()
     {
         log::debug!("{name}: already downloaded with matching hashes");
         return Ok(());
     }
-    let bytes = tuf::read_target(repository, name, datastore)
-        .await
-        .context(TargetSnafu { name })?;
+    let mut stream = repository.stream_target(&target).await.map_err(target_error)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        bytes.extend_from_slice(&chunk.map_err(target_error)?);
+    }
     write_atomically(&path, &bytes)
 }
 
-/// Loads through a scratch datastore seeded from `metadata_dir`, then stores back what is
-/// trusted now (also after a failure). Returns the repository and the scratch datastore (which
-/// must live as long as the repository is read).
-async fn load(
-    metadata_dir: &Path,
-    metadata_url: &Url,
-    targets_url: &Url,
-) -> Result<(Repository, tempfile::TempDir)> {
+/// Refreshes from `metadata_dir/root.json` with the metadata directory as the store, then makes the final root
+/// the new `root.json`.
+async fn load(metadata_dir: &Path, metadata_url: &Url, targets_url: &Url) -> Result<Repository> {
     let root_path = metadata_dir.join("root.json");
     let root = std::fs::read(&root_path).context(NotInitializedSnafu { path: &root_path })?;
-    let scratch = tempfile::tempdir().context(IoSnafu {
-        what: "create a scratch datastore in",
-        path: std::env::temp_dir(),
-    })?;
-    let mut seeded = Vec::new();
-    for file in &ROLE_FILES[1..] {
-        let from = metadata_dir.join(file);
-        match std::fs::read(&from) {
-            Ok(bytes) => {
-                std::fs::write(scratch.path().join(file), &bytes).context(IoSnafu {
-                    what: "seed the scratch datastore with",
-                    path: &from,
-                })?;
-                seeded.push((*file, bytes));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(source).context(IoSnafu {
-                    what: "read",
-                    path: from,
-                });
-            }
-        }
-    }
-    seeded.push(("root.json", root.clone()));
-
-    let recorder = RecordingTransport::new(metadata_url.clone());
-    let result = TufLoader::new(
-        root,
-        metadata_url.clone(),
-        targets_url.clone(),
-        scratch.path(),
+    let store = MetadataStore::open(metadata_dir)
+        .map_err(TufError::store)
+        .context(TufSnafu)?;
+    // updog's own transport (no redirects, stall and rate limits), without updog's query parameters.
+    let transport = crate::fetch::ResumingTransport::new(
+        crate::transport::QueryParams::new(),
+        crate::fetch::FetchSettings::default(),
     )
-    .transport(recorder.clone())
-    .load()
+    .map_err(|e| ConformanceError::Tuf {
+        source: TufError::Refused {
+            detail: e.to_string(),
+        },
+    })?;
+    let transport: Arc<dyn tough::Transport> = Arc::new(transport);
+    let client = Client::refresh(
+        &root,
+        store,
+        transport,
+        metadata_url.clone(),
+        chrono::Utc::now(),
+        MetadataLimits::default(),
+    )
     .await;
-    store_trusted(metadata_dir, scratch.path(), &seeded, &recorder)?;
-    let repository = result.context(TufSnafu)?;
-    Ok((repository, scratch))
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            // Roots verified before the failure are trusted from now on (spec §5.3.7).
+            store_final_root(metadata_dir, &root)?;
+            return Err(ConformanceError::Tuf { source: e });
+        }
+    };
+    if let Some((_, bytes)) = client.root_chain().last()
+        && *bytes != root
+    {
+        write_atomically(&root_path, bytes)?;
+    }
+    Ok(Repository::from_client(client, targets_url.clone()))
 }
 
-/// Copies each top-level role tough now trusts from the scratch datastore into `metadata_dir`,
-/// as the bytes the repository served; removes the roles tough dropped (after a key rotation).
-fn store_trusted(
-    metadata_dir: &Path,
-    scratch: &Path,
-    seeded: &[(&str, Vec<u8>)],
-    recorder: &RecordingTransport,
-) -> Result<()> {
-    for file in ROLE_FILES {
-        let path = metadata_dir.join(file);
-        let seed = seeded.iter().find(|(f, _)| *f == file).map(|(_, b)| b);
-        let trusted = match std::fs::read(scratch.join(file)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if seed.is_some() && file != "root.json" {
-                    remove_if_present(&path)?;
-                }
-                continue;
-            }
-            Err(source) => {
-                return Err(source).context(IoSnafu {
-                    what: "read",
-                    path: scratch.join(file),
-                });
-            }
-        };
-        let normalize = |bytes: &[u8]| normalized(file, bytes);
-        let Some(trusted_value) = normalize(&trusted) else {
-            continue;
-        };
-        if seed.and_then(|s| normalize(s)).as_ref() == Some(&trusted_value) {
+/// After a failed refresh: the newest stored `N.root.json` that chains from `root` becomes `root.json`.
+fn store_final_root(metadata_dir: &Path, root: &[u8]) -> Result<()> {
+    let Ok(mut set) = crate::tuf::trusted_set::TrustedSet::new(root, chrono::Utc::now()) else {
+        return Ok(());
+    };
+    let Ok(store) = MetadataStore::open(metadata_dir) else {
+        return Ok(());
+    };
+    let mut newest = None;
+    for version in store.root_versions().unwrap_or_default() {
+        if version != set.root().meta.version + 1 {
             continue;
         }
-        // tough stores its own re-serialisation; store the served bytes it verified.
-        let served = recorder
-            .bodies()
-            .into_iter()
-            .rev()
-            .find(|body| normalize(body).as_ref() == Some(&trusted_value));
-        match served {
-            Some(body) => write_atomically(&path, &body)?,
-            None => {
-                log::warn!("{file}: served bytes not found; storing tough's copy");
-                write_atomically(&path, &trusted)?;
-            }
+        let Ok(Some(bytes)) = store.read_root(version, MetadataLimits::default().root) else {
+            break;
+        };
+        if set.update_root(&bytes).is_err() {
+            break;
         }
+        newest = Some(bytes);
     }
-    Ok(())
-}
-
-/// The role file's content as tough's schema reads it, for comparing two serialisations.
-fn normalized(file: &str, bytes: &[u8]) -> Option<serde_json::Value> {
-    fn via<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Option<serde_json::Value> {
-        let parsed: Signed<T> = serde_json::from_slice(bytes).ok()?;
-        serde_json::to_value(parsed).ok()
-    }
-    match file {
-        "root.json" => via::<Root>(bytes),
-        "timestamp.json" => via::<Timestamp>(bytes),
-        "snapshot.json" => via::<Snapshot>(bytes),
-        _ => via::<Targets>(bytes),
-    }
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(source).context(IoSnafu {
-            what: "remove",
-            path,
-        }),
+    match newest {
+        Some(bytes) => write_atomically(&metadata_dir.join("root.json"), &bytes),
+        None => Ok(()),
     }
 }
 
@@ -302,65 +223,6 @@ fn remove_if_present(path: &Path) -> Result<()> {
 /// `path` holds either the old content or the new, and a failure leaves no partial file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     nodeio::write_atomically(path, bytes).context(StoreSnafu)
-}
-
-/// One response body, filled as tough reads the stream.
-type Body = Arc<Mutex<Vec<u8>>>;
-
-/// tough's default transport, keeping a copy of every metadata body fetched (URLs under the
-/// metadata base), so the metadata directory can hold the served bytes.
-#[derive(Debug, Clone)]
-struct RecordingTransport {
-    inner: DefaultTransport,
-    metadata_url: Url,
-    bodies: Arc<Mutex<Vec<Body>>>,
-}
-
-impl RecordingTransport {
-    fn new(metadata_url: Url) -> Self {
-        Self {
-            inner: DefaultTransport::new(),
-            metadata_url,
-            bodies: Arc::default(),
-        }
-    }
-
-    fn bodies(&self) -> Vec<Vec<u8>> {
-        let bodies = self
-            .bodies
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        bodies
-            .iter()
-            .map(|b| {
-                b.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone()
-            })
-            .collect()
-    }
-}
-
-#[tough::async_trait]
-impl Transport for RecordingTransport {
-    async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {
-        use futures::TryStreamExt;
-        let record = url.as_str().starts_with(self.metadata_url.as_str());
-        let stream = self.inner.fetch(url).await?;
-        if !record {
-            return Ok(stream);
-        }
-        let body = Arc::new(Mutex::new(Vec::new()));
-        self.bodies
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::clone(&body));
-        Ok(Box::pin(stream.inspect_ok(move |bytes| {
-            body.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend_from_slice(bytes);
-        })))
-    }
 }
 
 #[cfg(test)]

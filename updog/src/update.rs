@@ -13,7 +13,7 @@
 //! 3. `clear-inactive`, written to disk (flushed) before the first byte of an image: from here on the inactive set
 //!    does not boot until step 5 (refused, before anything is fetched, while the running set is on trial: the
 //!    inactive set is then the only fallback);
-//! 4. ROOT, BOOT, HASH in turn: streamed from the repository (tough checks length and sha256) through the lz4
+//! 4. ROOT, BOOT, HASH in turn: streamed from the repository (updog's TUF client checks length and hashes) through the lz4
 //!    decoder into the inactive partition ([`crate::write`]), flushed, read back and compared with the sha256
 //!    computed while writing;
 //! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
@@ -31,7 +31,7 @@ use crate::lock::UpdogLock;
 use crate::progress::{Phase, PhaseReporter, ProgressEvent, ProgressSink};
 use crate::select::{self, Decision};
 use crate::transport::QueryParams;
-use crate::tuf::TufError;
+use crate::tuf::{self, Repository, TufError};
 use crate::write::{ImageWriter, WrittenImage};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -39,7 +39,6 @@ use signpost::{DiskLock, Location, PartitionSet, PartitionTarget, State};
 use snafu::{OptionExt, ResultExt, ensure};
 use std::io::Write;
 use std::path::Path;
-use tough::{Repository, TargetName};
 use update_metadata::{Manifest, Update};
 
 /// What an update command was asked.
@@ -106,8 +105,8 @@ pub async fn update_image(
     let params = node.query_params();
     let transport = ResumingTransport::new(params.clone(), node.config.fetch.clone())
         .context(error::TransportSnafu)?;
-    let repository = node.load_repository(transport).await?;
-    let manifest = node.read_manifest(&repository).await?;
+    let mut repository = node.load_repository(transport).await?;
+    let manifest = node.read_manifest(&mut repository).await?;
     let query = options.selection.query(node, now);
     let update = match select::decide(&manifest, &query) {
         Decision::Update(update) => update,
@@ -121,7 +120,7 @@ pub async fn update_image(
     announce(&format!("Starting update to {}\n", update.version));
     params.add("target", update.version.to_string());
 
-    cache_migrations(node, &repository, &manifest, update, &params, progress).await?;
+    cache_migrations(node, &mut repository, &manifest, update, &params, progress).await?;
 
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.clear_inactive().context(error::DiskSnafu)?;
@@ -139,12 +138,10 @@ pub async fn update_image(
         inactive.boot
     );
 
-    let datastore = node.sysroot.tuf_datastore();
     for kind in ImageKind::ALL {
         let partition = kind.partition(&inactive);
         let written = write_image(
-            &repository,
-            &datastore,
+            &mut repository,
             kind,
             kind.target(update),
             partition,
@@ -211,7 +208,7 @@ pub fn update_revert(location: &Location, disk_lock: &DiskLock) -> Result<Output
 /// and manifest.json, with the metadata and root chain, cached where migrator finds them.
 async fn cache_migrations(
     node: &Node,
-    repository: &Repository,
+    repository: &mut Repository,
     manifest: &Manifest,
     update: &Update,
     params: &QueryParams,
@@ -231,11 +228,15 @@ async fn cache_migrations(
     targets.push("manifest.json".to_string());
     params.add("migrations", targets.join(","));
 
-    let total: u64 = repository
-        .all_targets()
-        .filter(|(name, _)| targets.iter().any(|t| t == name.raw()))
-        .map(|(_, target)| target.length)
-        .sum();
+    let cache_error = |source| error::Error::Cache {
+        metadata_dir: node.sysroot.metadata_cache(),
+        migrations_dir: node.sysroot.migrations_dir(),
+        source: Box::new(source),
+    };
+    let mut total = 0;
+    for name in &targets {
+        total += repository.find_target(name).await.map_err(cache_error)?.file.length;
+    }
     let mut reporter = PhaseReporter::new(progress);
     let mut report = |done| {
         reporter.report(&ProgressEvent {
@@ -253,19 +254,25 @@ async fn cache_migrations(
     let migrations_dir = node.sysroot.migrations_dir();
     create_dir(&migrations_dir, 0o700)?;
     create_dir(&metadata_dir, 0o755)?;
-    let datastore = node.sysroot.tuf_datastore();
+    // Exactly the metadata this run verified (not a second download, which a publish in between would make
+    // inconsistent), then checked offline the way migrator will load it at boot.
     repository
-        .cache(&metadata_dir, &migrations_dir, Some(&targets), true)
+        .cache(&metadata_dir, &migrations_dir, &targets)
         .await
-        .map_err(|e| TufError::from_tough(e, &datastore))
-        .context(error::CacheSnafu {
-            metadata_dir: &metadata_dir,
-            migrations_dir: &migrations_dir,
-        })?;
+        .map_err(cache_error)?;
     // migrator reads these after the reboot: they must be on disk before the set is marked valid.
     for dir in [&migrations_dir, &metadata_dir] {
         nodeio::sync_tree(dir).context(error::SyncCacheSnafu { path: dir })?;
     }
+    let root = repository
+        .client()
+        .root_chain()
+        .first()
+        .map(|(_, bytes)| bytes.clone())
+        .unwrap_or_default();
+    tuf::repository::check_cache(&root, &metadata_dir, &migrations_dir, &targets)
+        .await
+        .map_err(cache_error)?;
     report(total);
     log::info!(
         "Cached {} migration(s) and manifest.json in {}, metadata in {}",
@@ -278,8 +285,7 @@ async fn cache_migrations(
 
 /// Step 4 for one image: stream, decode, write, flush, read back, compare.
 async fn write_image(
-    repository: &Repository,
-    datastore: &Path,
+    repository: &mut Repository,
     kind: ImageKind,
     name: &str,
     partition: &PartitionTarget,
@@ -290,19 +296,9 @@ async fn write_image(
         target: name.to_string(),
         source: Box::new(source),
     };
-    let target_name =
-        TargetName::new(name).map_err(|e| fetch_error(TufError::from_tough(e, datastore)))?;
-    let total = repository
-        .all_targets()
-        .find(|(n, _)| n.raw() == name)
-        .map(|(_, target)| target.length)
-        .ok_or_else(|| fetch_error(TufError::NotListed { name: name.into() }))?;
-    let stream = repository
-        .read_target(&target_name)
-        .await
-        .map_err(|e| fetch_error(TufError::from_tough(e, datastore)))?
-        .ok_or_else(|| fetch_error(TufError::NotListed { name: name.into() }))?;
-    let mut stream = std::pin::pin!(stream);
+    let target = repository.find_target(name).await.map_err(fetch_error)?;
+    let total = target.file.length;
+    let mut stream = repository.stream_target(&target).await.map_err(fetch_error)?;
 
     let mut writer = ImageWriter::start(partition, kind.name()).context(error::ImageWriteSnafu)?;
     let mut reporter = PhaseReporter::new(progress);
@@ -329,11 +325,11 @@ async fn write_image(
             Err(e) => {
                 // Never write on after a failed or unverified stream; the set stays cleared.
                 writer.abort();
-                return Err(fetch_error(TufError::from_tough(e, datastore)));
+                return Err(fetch_error(e));
             }
         }
     }
-    // The stream ended Ok: tough has checked the length and sha256 of everything passed on. Finish writing and
+    // The stream ended Ok: the TUF client has checked the length and sha256 of everything passed on. Finish writing and
     // flushing; the read-back (which followed the flushes) then finishes too.
     let mut verify_reporter = PhaseReporter::new(progress);
     let image_len = std::cell::Cell::new(0);

@@ -1,31 +1,37 @@
-//! Loading a TUF repository through tough, with trust that persists between runs, and tough's
-//! errors turned into errors that say what was refused and why.
+//! updog's TUF client: the workflow of TUF 1.0.x §5 written on tough's crypto, with trust persisted on the node
+//! and anchored in the shipped root.
 //!
-//! [`TufLoader`] is the one place updog (and the tuf-conformance client) loads metadata:
-//! `RepositoryLoader` with a persisted datastore, `ExpirationEnforcement::Safe`, and a
-//! transport of the caller's choice (updog's adds upstream's query parameters).
+//! By step: [`schema`] (the file formats, signature thresholds, target hashes), [`trusted_set`] (the §5.3–§5.6
+//! acceptance rules, no I/O), [`store`] (the node's durable copy of what it trusts), [`workflow`] (the refresh:
+//! stored roots re-verified from the shipped one, root chain, timestamp, snapshot, targets), [`delegation`] (the
+//! §5.6.7 search for a target through delegated roles), [`repository`] (what commands use: load, find, read and
+//! stream targets verified, and cache exactly the verified metadata for migrator).
 //!
-//! Persisted trust (beyond upstream; docs/compatibility.md): tough keeps the metadata it verified in its
-//! datastore directory and refuses a timestamp, snapshot or targets older than what is there.
-//! tough does *not* read the trusted root back from its datastore; it always starts from the
-//! root it is given. So [`node_trusted_root`] picks the newer of the shipped root and the root
-//! the datastore holds: a node that once followed a root rotation never starts from the older
-//! root again, and a repository that stops serving the newer `N.root.json` cannot take it back.
+//! tough is kept for what it does well (key types, signature verification over canonical JSON, and the
+//! repository loader migrator uses offline); `tough::RepositoryLoader` is no longer updog's client: see
+//! docs/updog.md ("The TUF client workflow") and docs/compatibility.md for where the behaviour differs.
 
+pub mod delegation;
+pub mod repository;
 pub mod schema;
+pub mod store;
 pub mod trusted_set;
+pub mod workflow;
 
-use snafu::{ResultExt, Snafu};
+pub use repository::Repository;
+
+#[cfg(test)]
+mod tests;
+
+use futures::StreamExt;
+use snafu::Snafu;
 use std::path::{Path, PathBuf};
 use tough::error::Error as ToughError;
-use tough::schema::{Root, Signed};
-use tough::{
-    ExpirationEnforcement, IntoVec, Repository, RepositoryLoader, TargetName, Transport,
-    TransportErrorKind,
-};
+use tough::{Transport, TransportErrorKind};
+use trusted_set::TrustError;
 use url::Url;
 
-/// The file in tough's datastore that holds the latest time tough has seen.
+/// The file in the store that holds the latest time a verified load used.
 pub const LATEST_KNOWN_TIME: &str = "latest_known_time.json";
 
 /// Why a repository (or one of its targets) was not loaded.
@@ -124,6 +130,31 @@ pub enum TufError {
     #[snafu(display("Target '{name}' is not listed in the repository's targets metadata"))]
     NotListed { name: String },
 
+    #[snafu(display(
+        "The trusted metadata stored in {} is damaged: {}: {detail}. To recover, remove {} (trust then starts \
+         again from the shipped root, and rollback protection from the repository's current state)",
+        dir.display(),
+        file.display(),
+        dir.display()
+    ))]
+    DamagedStore {
+        file: PathBuf,
+        detail: String,
+        dir: PathBuf,
+    },
+
+    #[snafu(display("{source}"))]
+    Store {
+        #[snafu(source(from(store::StoreError, Box::new)))]
+        source: Box<store::StoreError>,
+    },
+
+    #[snafu(display("{detail}"))]
+    Refused { detail: String },
+
+    #[snafu(display("Target '{name}' cannot be fetched: {detail}"))]
+    BadTarget { name: String, detail: String },
+
     #[snafu(display("TUF error: {source}"))]
     Tough {
         #[snafu(source(from(ToughError, Box::new)))]
@@ -132,6 +163,56 @@ pub enum TufError {
 }
 
 impl TufError {
+    pub(crate) fn store(source: store::StoreError) -> Self {
+        TufError::Store {
+            source: Box::new(source),
+        }
+    }
+
+    /// The error for a refused file, in the words the rest of updog (and its tests) use; `datastore` is where
+    /// trust is kept.
+    pub fn from_trust(error: TrustError, datastore: &Path) -> Self {
+        match error {
+            TrustError::Format { role, detail } => TufError::BadMetadata { role, detail },
+            TrustError::Signature { role, detail } => TufError::Signature { role, detail },
+            TrustError::RootVersion { trusted, offered } => TufError::RootRollback {
+                file: format!("{}.root.json", trusted + 1),
+                trusted,
+                offered,
+                expected: trusted + 1,
+            },
+            TrustError::Rollback {
+                role,
+                trusted,
+                offered,
+            } => TufError::Rollback {
+                role,
+                trusted,
+                offered,
+                datastore: datastore.to_owned(),
+            },
+            TrustError::Expired { role } => TufError::Expired { role },
+            TrustError::HashMismatch { role, detail } => TufError::HashMismatch {
+                detail: format!("{role} metadata: {detail}"),
+            },
+            TrustError::VersionMismatch {
+                role,
+                fetched,
+                expected,
+            } => TufError::VersionMismatch {
+                role,
+                fetched,
+                expected,
+            },
+            other @ (TrustError::RoleRemoved { .. }
+            | TrustError::NotInSnapshot { .. }
+            | TrustError::NotDelegated { .. }
+            | TrustError::OutOfOrder { .. }) => TufError::Refused {
+                detail: other.to_string(),
+            },
+        }
+    }
+
     /// Turns a tough error into the error that names what was refused. `datastore` is where the
     /// trust state lives (for messages about it).
     pub fn from_tough(error: ToughError, datastore: &Path) -> Self {
@@ -254,163 +335,56 @@ fn classify(error: &ToughError, datastore: &Path) -> Option<TufError> {
     })
 }
 
-/// Loads a repository: the builder around tough's `RepositoryLoader` that every caller uses.
-#[derive(Debug)]
-pub struct TufLoader {
-    trusted_root: Vec<u8>,
-    metadata_url: Url,
-    targets_url: Url,
-    datastore: PathBuf,
-    transport: Option<Box<dyn Transport + Send + Sync>>,
-}
 
-impl TufLoader {
-    /// A loader trusting `trusted_root` (root.json bytes), fetching from the two base URLs, and
-    /// keeping its trust state in `datastore` (created if missing).
-    #[must_use]
-    pub fn new(
-        trusted_root: Vec<u8>,
-        metadata_url: Url,
-        targets_url: Url,
-        datastore: impl Into<PathBuf>,
-    ) -> Self {
-        Self {
-            trusted_root,
-            metadata_url,
-            targets_url,
-            datastore: datastore.into(),
-            transport: None,
-        }
-    }
-
-    /// Fetches through `transport` instead of tough's default (`file://`, `http(s)://`).
-    #[must_use]
-    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        self.transport = Some(Box::new(transport));
-        self
-    }
-
-    pub fn datastore(&self) -> &Path {
-        &self.datastore
-    }
-
-    /// Runs the TUF client workflow (root chain, timestamp, snapshot, targets) with expiry
-    /// enforced, updating the datastore with what was verified.
-    pub async fn load(self) -> Result<Repository, TufError> {
-        create_private_dir(&self.datastore)?;
-        let mut loader =
-            RepositoryLoader::new(&self.trusted_root, self.metadata_url, self.targets_url)
-                .datastore(&self.datastore)
-                .expiration_enforcement(ExpirationEnforcement::Safe);
-        if let Some(transport) = self.transport {
-            loader = loader.transport(BoxedTransport(transport));
-        }
-        loader.load().await.map_err(|e| match e {
-            ToughError::ParseTrustedMetadata { source, .. } => TufError::BadTrustedRoot {
-                origin: "(the root this node trusts)".into(),
-                detail: source.to_string(),
-            },
-            ToughError::VerifyTrustedMetadata { source, .. } => TufError::BadTrustedRoot {
-                origin: "(the root this node trusts)".into(),
-                detail: source.to_string(),
-            },
-            e => TufError::from_tough(e, &self.datastore),
-        })
-    }
-}
-
-/// tough wants a sized transport; this forwards to a boxed one.
-#[derive(Debug, Clone)]
-struct BoxedTransport(Box<dyn Transport + Send + Sync>);
-
-#[tough::async_trait]
-impl Transport for BoxedTransport {
-    async fn fetch(&self, url: Url) -> Result<tough::TransportStream, tough::TransportError> {
-        self.0.fetch(url).await
-    }
-}
-
-/// Reads a whole target through tough (length and sha256 verified), with errors classified.
-pub async fn read_target(
-    repository: &Repository,
-    name: &str,
-    datastore: &Path,
-) -> Result<Vec<u8>, TufError> {
-    let target = TargetName::new(name).map_err(|e| TufError::from_tough(e, datastore))?;
-    let stream = repository
-        .read_target(&target)
-        .await
-        .map_err(|e| TufError::from_tough(e, datastore))?
-        .ok_or_else(|| TufError::NotListed { name: name.into() })?;
-    stream
-        .into_vec()
-        .await
-        .map_err(|e| TufError::from_tough(e, datastore))
-}
-
-/// The root a node starts from: the shipped root at `shipped`, unless the datastore holds a
-/// verified root of the same or a higher version (see the module docs).
-pub fn node_trusted_root(shipped: &Path, datastore: &Path) -> Result<Vec<u8>, TufError> {
-    let shipped_bytes = std::fs::read(shipped).context(ReadRootSnafu { path: shipped })?;
-    let shipped_root =
-        parse_self_signed_root(&shipped_bytes).map_err(|detail| TufError::BadTrustedRoot {
-            origin: shipped.display().to_string(),
-            detail,
-        })?;
-    let persisted_path = datastore.join("root.json");
-    let persisted = match std::fs::read(&persisted_path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(shipped_bytes),
-        Err(source) => {
-            return Err(TufError::Datastore {
-                path: persisted_path,
-                source,
+/// Fetches `url` whole through `transport`, refusing more than `max_len` bytes. `Ok(None)` when the file does not
+/// exist (404/403/410 over HTTP, a missing file over `file://`): the end of the root chain, for one.
+pub(crate) async fn fetch_bounded(
+    transport: &dyn Transport,
+    url: Url,
+    max_len: u64,
+) -> Result<Option<Vec<u8>>, TufError> {
+    let mut stream = match transport.fetch(url.clone()).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == TransportErrorKind::FileNotFound => return Ok(None),
+        Err(e) => return Err(transport_error(&url, &e)),
+    };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transport_error(&url, &e))?;
+        if (bytes.len() + chunk.len()) as u64 > max_len {
+            return Err(TufError::TooLarge {
+                detail: format!(
+                    "{} is larger than its limit of {max_len} bytes",
+                    crate::fetch::redacted(&url)
+                ),
             });
         }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
+/// The error for a failed fetch: the transport's own cause (tough's wrapper would repeat the URL).
+pub(crate) fn transport_error(url: &Url, error: &tough::TransportError) -> TufError {
+    let detail = match error.kind() {
+        TransportErrorKind::FileNotFound => "not found".to_string(),
+        _ => std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string),
     };
-    match parse_self_signed_root(&persisted) {
-        Ok(root) if root.signed.version >= shipped_root.signed.version => {
-            log::debug!(
-                "starting from the persisted root version {} (shipped: {})",
-                root.signed.version,
-                shipped_root.signed.version
-            );
-            Ok(persisted)
-        }
-        Ok(_) => Ok(shipped_bytes),
-        Err(e) => {
-            // Only this node writes there; a damaged file is reported and replaced by the next
-            // successful load, which re-walks the root chain from the shipped root.
-            log::warn!(
-                "ignoring the persisted root {}: {e}",
-                persisted_path.display()
-            );
-            Ok(shipped_bytes)
-        }
+    TufError::Fetch {
+        url: crate::fetch::redacted(url).to_string(),
+        detail,
     }
 }
 
-/// Parses root.json bytes and checks that the root is signed by a threshold of its own keys;
-/// the error says what is wrong.
-pub fn parse_self_signed_root(bytes: &[u8]) -> Result<Signed<Root>, String> {
-    let root: Signed<Root> =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a root.json: {e}"))?;
-    root.signed
-        .verify_role(&root)
-        .map_err(|e| format!("signature check failed: {e}"))?;
-    Ok(root)
-}
-
-/// Creates `dir` (and parents) with mode 0700 for the last component when new: trust state is
-/// the node's own business.
-fn create_private_dir(dir: &Path) -> Result<(), TufError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
+/// `name` (a relative path, already URL-quoted) under the directory URL `base` (a missing trailing `/` is added,
+/// so the last segment of `base` is kept).
+pub(crate) fn join_url(base: &Url, name: &str) -> Result<Url, TufError> {
+    let mut dir = base.clone();
+    if !dir.path().ends_with('/') {
+        dir.set_path(&format!("{}/", dir.path()));
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .context(DatastoreSnafu { path: dir })
+    dir.join(name).map_err(|e| TufError::Fetch {
+        url: format!("{}{name}", crate::fetch::redacted(&dir)),
+        detail: format!("not a valid URL: {e}"),
+    })
 }

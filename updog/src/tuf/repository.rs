@@ -1,0 +1,459 @@
+//! What updog's commands use of a TUF repository: load it with the node's trust, find a target (through
+//! delegations), read or stream it verified, and cache the verified metadata for migrator.
+
+use super::delegation::{self, MAX_DELEGATIONS};
+use super::schema::TargetFile;
+use super::store::MetadataStore;
+use super::trusted_set::TARGETS;
+use super::workflow::{Client, MetadataLimits};
+use super::{TufError, transport_error};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use sha2::Digest;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tough::Transport;
+use url::Url;
+
+/// A loaded repository (see the module documentation).
+#[derive(Debug)]
+pub struct Repository {
+    client: Client,
+    targets_url: Url,
+}
+
+/// A target as the signed metadata describes it, and the role that lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundTarget {
+    pub name: String,
+    pub role: String,
+    pub file: TargetFile,
+}
+
+/// A target's bytes as they arrive, each chunk passed on only while the length stays within the listed one; the
+/// stream's last item is an error unless the whole length and every supported hash matched.
+pub type VerifiedStream = Pin<Box<dyn Stream<Item = Result<Bytes, TufError>> + Send>>;
+
+impl Repository {
+    /// Loads the repository at `metadata_url` with the trust kept in `store_dir`, anchored in `shipped_root`,
+    /// at the time `now` (see [`Client::refresh`]). The latest time a verified load used is kept in the store:
+    /// a clock earlier than it is refused (expiry cannot be judged by a clock that went back); it is recorded
+    /// only after a load verified, so a wrong clock that refuses the metadata leaves nothing behind.
+    pub async fn load(
+        shipped_root: &[u8],
+        store_dir: &Path,
+        transport: Arc<dyn Transport>,
+        metadata_url: Url,
+        targets_url: Url,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TufError> {
+        let store = MetadataStore::open(store_dir).map_err(TufError::store)?;
+        let latest = store.read_latest_known_time().map_err(TufError::store)?;
+        if let Some(latest) = latest
+            && now < latest
+        {
+            return Err(TufError::ClockSteppedBackward {
+                system_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                latest_known_time: latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                file: store_dir.join(super::LATEST_KNOWN_TIME),
+            });
+        }
+        let client = Client::refresh(
+            shipped_root,
+            store,
+            transport,
+            metadata_url,
+            now,
+            MetadataLimits::default(),
+        )
+        .await?;
+        // Verified at `now`: every trusted role expires after it, so `now` is never beyond a signed expiry.
+        if latest.is_none_or(|latest| now > latest) {
+            client
+                .store()
+                .write_latest_known_time(now)
+                .map_err(TufError::store)?;
+        }
+        Ok(Self {
+            client,
+            targets_url,
+        })
+    }
+
+    /// A repository over an already refreshed client (the conformance client keeps its own anchor).
+    #[must_use]
+    pub fn from_client(client: Client, targets_url: Url) -> Self {
+        Self {
+            client,
+            targets_url,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every target the top-level targets role lists itself (delegated targets are found only by name).
+    pub fn top_level_targets(&self) -> impl Iterator<Item = (&String, &TargetFile)> {
+        self.client
+            .trusted()
+            .targets(TARGETS)
+            .into_iter()
+            .flat_map(|t| t.meta.targets.iter())
+    }
+
+    /// §5.6.7: the target `name`, searched pre-order depth-first through the delegations, loading only the roles
+    /// delegated a path that matches `name`, at most [`MAX_DELEGATIONS`] of them; a terminating role ends the
+    /// search below its delegator. Not found: [`TufError::NotListed`].
+    pub async fn find_target(&mut self, name: &str) -> Result<FoundTarget, TufError> {
+        let mut visited = HashSet::new();
+        // (role, its delegator)
+        let mut to_visit = vec![(TARGETS.to_string(), "root".to_string())];
+        while let Some((role, delegator)) = to_visit.pop() {
+            // python-tuf's bound: the top-level targets and at most MAX_DELEGATIONS delegated roles.
+            if visited.len() > MAX_DELEGATIONS {
+                log::warn!(
+                    "gave up looking for target '{name}' after {MAX_DELEGATIONS} delegated roles"
+                );
+                break;
+            }
+            if !visited.insert((role.clone(), delegator.clone())) {
+                continue;
+            }
+            self.client.load_role(&role, &delegator).await?;
+            let targets = &self
+                .client
+                .trusted()
+                .targets(&role)
+                .expect("load_role loaded it")
+                .meta;
+            if let Some(file) = targets.targets.get(name) {
+                return Ok(FoundTarget {
+                    name: name.to_string(),
+                    role,
+                    file: file.clone(),
+                });
+            }
+            let Some(delegations) = &targets.delegations else {
+                continue;
+            };
+            let mut children = Vec::new();
+            for child in &delegations.roles {
+                if delegation::role_matches(child, name) {
+                    children.push((child.name.clone(), role.clone()));
+                    if child.terminating {
+                        // Nothing after a terminating role is searched, including what was queued before it.
+                        to_visit.clear();
+                        break;
+                    }
+                }
+            }
+            // Pre-order: the first listed child is visited next.
+            to_visit.extend(children.into_iter().rev());
+        }
+        Err(TufError::NotListed {
+            name: name.to_string(),
+        })
+    }
+
+    /// Where `target` is fetched from: under the targets URL, each path segment URL-quoted, and with consistent
+    /// snapshots the hash prefixed to the *file name* (`dir/<hash>.file`), as the spec says.
+    pub fn target_url(&self, target: &FoundTarget) -> Result<Url, TufError> {
+        let mut segments: Vec<String> = target
+            .name
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        if self.client.trusted().root().meta.consistent_snapshot {
+            let (_, hash) = target
+                .file
+                .hashes
+                .iter()
+                .next()
+                .ok_or_else(|| TufError::BadTarget {
+                    name: target.name.clone(),
+                    detail: "it lists no hash".into(),
+                })?;
+            let last = segments.last_mut().expect("split yields one segment at least");
+            *last = format!("{hash}.{last}");
+        }
+        super::join_url(&self.targets_url, &segments.join("/"))
+    }
+
+    /// Streams `target` from the repository, verified as it flows (see [`VerifiedStream`]).
+    pub async fn stream_target(&self, target: &FoundTarget) -> Result<VerifiedStream, TufError> {
+        let url = self.target_url(target)?;
+        let hashers = Hashers::for_target(target)?;
+        let transport = self.client.transport();
+        let inner = match transport.fetch(url.clone()).await {
+            Ok(stream) => stream,
+            Err(e) => return Err(transport_error(&url, &e)),
+        };
+        Ok(Box::pin(Verifying {
+            inner,
+            url,
+            name: target.name.clone(),
+            expected_len: target.file.length,
+            received: 0,
+            hashers,
+            done: false,
+        }))
+    }
+
+    /// The whole target `name`, found and verified.
+    pub async fn read_target(&mut self, name: &str) -> Result<Vec<u8>, TufError> {
+        let target = self.find_target(name).await?;
+        let mut stream = self.stream_target(&target).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(target.file.length.min(1 << 20)).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok(bytes)
+    }
+
+    /// Writes what migrator needs to load this repository offline after the reboot: into `metadata_dir` exactly
+    /// the bytes this load verified (every root of the chain as `N.root.json`, `timestamp.json`, and snapshot and
+    /// targets under the names their consistent-snapshot setting gives), and into `targets_dir` each of `targets`
+    /// (verified, named `<sha256>.<name>` with consistent snapshots). Each file is written atomically; the caller
+    /// syncs and then checks the cache with [`check_cache`].
+    pub async fn cache(
+        &mut self,
+        metadata_dir: &Path,
+        targets_dir: &Path,
+        targets: &[String],
+    ) -> Result<(), TufError> {
+        let consistent = self.client.trusted().root().meta.consistent_snapshot;
+        let mut files: Vec<(String, Vec<u8>)> = self
+            .client
+            .root_chain()
+            .iter()
+            .map(|(version, bytes)| (format!("{version}.root.json"), bytes.clone()))
+            .collect();
+        let set = self.client.trusted();
+        let timestamp = set.timestamp().ok_or_else(|| TufError::Refused {
+            detail: "no trusted timestamp to cache".into(),
+        })?;
+        files.push(("timestamp.json".into(), timestamp.bytes.clone()));
+        let snapshot = set.snapshot().ok_or_else(|| TufError::Refused {
+            detail: "no trusted snapshot to cache".into(),
+        })?;
+        let top = set.targets(TARGETS).ok_or_else(|| TufError::Refused {
+            detail: "no trusted targets to cache".into(),
+        })?;
+        let versioned = |version: u64, role: &str| {
+            if consistent {
+                format!("{version}.{role}.json")
+            } else {
+                format!("{role}.json")
+            }
+        };
+        files.push((versioned(snapshot.meta.version, "snapshot"), snapshot.bytes.clone()));
+        files.push((versioned(top.meta.version, TARGETS), top.bytes.clone()));
+        for (name, bytes) in &files {
+            write_cache_file(&metadata_dir.join(name), bytes)?;
+        }
+        for name in targets {
+            let target = self.find_target(name).await?;
+            if target.role != TARGETS {
+                // migrator's loader (tough) reads top-level targets only.
+                return Err(TufError::BadTarget {
+                    name: name.clone(),
+                    detail: format!(
+                        "it is listed by the delegated role {}; migrations and manifest.json must be \
+                         top-level targets",
+                        target.role
+                    ),
+                });
+            }
+            let bytes = {
+                let mut stream = self.stream_target(&target).await?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    bytes.extend_from_slice(&chunk?);
+                }
+                bytes
+            };
+            let file_name = if consistent {
+                let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+                format!("{sha256}.{name}")
+            } else {
+                name.clone()
+            };
+            write_cache_file(&targets_dir.join(file_name), &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a cache written by [`Repository::cache`] exactly as migrator will read it after the reboot: tough's
+/// loader over `file://`, trusting `root` (the shipped root), expiry not enforced, each of `targets` read in
+/// full (length and sha256). A cache that would fail migrator at boot fails here, before the set is marked
+/// valid.
+pub async fn check_cache(
+    root: &[u8],
+    metadata_dir: &Path,
+    targets_dir: &Path,
+    targets: &[String],
+) -> Result<(), TufError> {
+    use tough::{ExpirationEnforcement, FilesystemTransport, IntoVec, RepositoryLoader, TargetName};
+    let url = |dir: &Path| {
+        Url::from_directory_path(dir).map_err(|()| TufError::Refused {
+            detail: format!("{} is not an absolute directory", dir.display()),
+        })
+    };
+    let scratch = tempfile::tempdir().map_err(|source| TufError::Datastore {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let tough_error = |e| TufError::from_tough(e, scratch.path());
+    let repo = RepositoryLoader::new(&root, url(metadata_dir)?, url(targets_dir)?)
+        .transport(FilesystemTransport)
+        .datastore(scratch.path())
+        .expiration_enforcement(ExpirationEnforcement::Unsafe)
+        .load()
+        .await
+        .map_err(tough_error)?;
+    for name in targets {
+        let target = TargetName::new(name.as_str()).map_err(tough_error)?;
+        repo.read_target(&target)
+            .await
+            .map_err(tough_error)?
+            .ok_or_else(|| TufError::NotListed { name: name.clone() })?
+            .into_vec()
+            .await
+            .map_err(tough_error)?;
+    }
+    Ok(())
+}
+
+fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<(), TufError> {
+    nodeio::write_atomically(path, bytes).map_err(|e| TufError::Datastore {
+        path: PathBuf::from(path),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Characters quoted in a URL path segment: everything but the unreserved ones (RFC 3986).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The hashes a target lists that this client computes (sha256, sha512); at least one is required.
+struct Hashers {
+    sha256: Option<(sha2::Sha256, String)>,
+    sha512: Option<(sha2::Sha512, String)>,
+}
+
+impl Hashers {
+    fn for_target(target: &FoundTarget) -> Result<Self, TufError> {
+        let hashes = &target.file.hashes;
+        let hashers = Self {
+            sha256: hashes.get("sha256").map(|h| (sha2::Sha256::new(), h.to_ascii_lowercase())),
+            sha512: hashes.get("sha512").map(|h| (sha2::Sha512::new(), h.to_ascii_lowercase())),
+        };
+        if hashers.sha256.is_none() && hashers.sha512.is_none() {
+            return Err(TufError::BadTarget {
+                name: target.name.clone(),
+                detail: format!(
+                    "none of its hash algorithms ({}) is supported (sha256, sha512)",
+                    hashes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        Ok(hashers)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some((h, _)) = &mut self.sha256 {
+            h.update(bytes);
+        }
+        if let Some((h, _)) = &mut self.sha512 {
+            h.update(bytes);
+        }
+    }
+
+    /// The first hash that differs: (algorithm, computed, listed).
+    fn mismatch(&mut self) -> Option<(&'static str, String, String)> {
+        if let Some((h, want)) = self.sha256.take() {
+            let got = hex::encode(h.finalize());
+            if got != want {
+                return Some(("sha256", got, want));
+            }
+        }
+        if let Some((h, want)) = self.sha512.take() {
+            let got = hex::encode(h.finalize());
+            if got != want {
+                return Some(("sha512", got, want));
+            }
+        }
+        None
+    }
+}
+
+struct Verifying {
+    inner: tough::TransportStream,
+    url: Url,
+    name: String,
+    expected_len: u64,
+    received: u64,
+    hashers: Hashers,
+    done: bool,
+}
+
+impl Stream for Verifying {
+    type Item = Result<Bytes, TufError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(transport_error(&this.url, &e))))
+            }
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.received += chunk.len() as u64;
+                if this.received > this.expected_len {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(TufError::TooLarge {
+                        detail: format!(
+                            "target '{}' is longer than the {} bytes its metadata lists",
+                            this.name, this.expected_len
+                        ),
+                    })));
+                }
+                this.hashers.update(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                if this.received != this.expected_len {
+                    return Poll::Ready(Some(Err(TufError::HashMismatch {
+                        detail: format!(
+                            "target '{}' ended after {} bytes where its metadata lists {}",
+                            this.name, this.received, this.expected_len
+                        ),
+                    })));
+                }
+                match this.hashers.mismatch() {
+                    Some((algorithm, got, want)) => Poll::Ready(Some(Err(TufError::HashMismatch {
+                        detail: format!(
+                            "target '{}': {algorithm} is {got}, its metadata lists {want}",
+                            this.name
+                        ),
+                    }))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+}
