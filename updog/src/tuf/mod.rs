@@ -12,6 +12,8 @@
 //! the datastore holds: a node that once followed a root rotation never starts from the older
 //! root again, and a repository that stops serving the newer `N.root.json` cannot take it back.
 
+pub mod store;
+
 use snafu::{ResultExt, Snafu};
 use std::path::{Path, PathBuf};
 use tough::error::Error as ToughError;
