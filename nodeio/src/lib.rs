@@ -6,7 +6,7 @@
 //! - [`lock`]: exclusive locks that follow no links, one per OS disk, datastore or state directory, naming their
 //!   holder.
 //! - [`read`]: read a small text file (config, os-release, cmdline) only if it is a regular file, up to a limit
-//!   (optionally refusing a symlink at the path).
+//!   (optionally refusing a symlink at the path), or the bytes of a small file with each refusal typed.
 //! - [`os_release`]: parse `/usr/lib/os-release` (`KEY=VALUE` lines, shell-style quoting), with errors naming the
 //!   file, the line and the problem.
 
@@ -20,5 +20,8 @@ pub use atomic::{
     AtomicWrite, AtomicWriteError, Durability, Existing, random_suffix, write_atomically,
 };
 pub use lock::{Lock, LockError, machine_lock_dir};
-pub use read::{SMALL_FILE_LIMIT, read_small_text_file, read_small_text_file_nofollow};
+pub use read::{
+    SMALL_FILE_LIMIT, SmallReadError, read_small_file_nofollow, read_small_text_file,
+    read_small_text_file_nofollow,
+};
 pub use sync::{SyncError, sync_dir, sync_tree};
