@@ -16,8 +16,7 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use tough::TargetName;
-use tough::schema::{DelegatedRole, PathHashPrefix, PathSet, Targets};
+use super::schema::{DelegatedRole, TargetFile, TargetsMeta as Targets};
 
 /// The name of the top-level targets role: the delegator of the roles it delegates to.
 const TOP_LEVEL: &str = "targets";
@@ -25,13 +24,10 @@ const TOP_LEVEL: &str = "targets";
 /// Loads (fetches + verifies) the delegated role `role` as delegated by `delegator` (a role name:
 /// "targets" or a delegated role). Returns the verified Targets of that role. Errors are the
 /// caller's error type.
+#[allow(async_fn_in_trait)] // used with concrete loaders only, never as a trait object
 pub trait RoleLoader {
     type Error;
-    fn load(
-        &mut self,
-        delegator: &str,
-        role: &DelegatedRole,
-    ) -> Result<tough::schema::Targets, Self::Error>;
+    async fn load(&mut self, delegator: &str, role: &DelegatedRole) -> Result<Targets, Self::Error>;
 }
 
 /// python-tuf's `UpdaterConfig.max_delegations`: how many roles one search may visit beyond the
@@ -42,7 +38,7 @@ pub const MAX_DELEGATIONS: usize = 32;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundTarget {
     pub role: String,
-    pub target: tough::schema::Target,
+    pub target: TargetFile,
 }
 
 /// A role waiting on the search stack.
@@ -63,14 +59,11 @@ enum Pending {
 /// loader error ends the search with that error (a delegated role that fails verification fails
 /// the lookup, as in python-tuf). Returns `Ok(None)` when no visited role lists the target,
 /// including when the walk stopped at [`MAX_DELEGATIONS`].
-pub fn find_target<L: RoleLoader>(
+pub async fn find_target<L: RoleLoader>(
     top: &Targets,
     target_path: &str,
     loader: &mut L,
 ) -> Result<Option<FoundTarget>, L::Error> {
-    // Every key of a `targets` map is a `TargetName`, and two are equal exactly when their raw
-    // strings are; a path tough refuses as a name (empty, "..") is listed by no role.
-    let wanted = TargetName::new(target_path).ok();
     // The delegated roles loaded so far, with their names; `Pending` refers to them by index.
     let mut loaded: Vec<(String, Targets)> = Vec::new();
     let mut visited: HashSet<String> = HashSet::new();
@@ -97,17 +90,15 @@ pub fn find_target<L: RoleLoader>(
                     continue;
                 }
                 let name = role.name.clone();
-                let targets = loader.load(delegator_name, role)?;
+                let targets = loader.load(delegator_name, role).await?;
                 loaded.push((name.clone(), targets));
                 (name, Some(loaded.len() - 1))
             }
         };
         let targets = slot.map_or(top, |index| &loaded[index].1);
 
-        if let Some(target) = wanted
-            .as_ref()
-            .and_then(|wanted| targets.targets.get(wanted))
-        {
+        // Keys are compared exactly as given (TUF does not normalize paths).
+        if let Some(target) = targets.targets.get(target_path) {
             return Ok(Some(FoundTarget {
                 role: name,
                 target: target.clone(),
@@ -180,14 +171,10 @@ pub fn hash_prefix_matches(prefixes: &[impl AsRef<str>], path: &str) -> bool {
 /// Whether `role` is delegated `path` (by paths or path_hash_prefixes; a role with neither matches
 /// nothing).
 pub fn role_matches(role: &DelegatedRole, path: &str) -> bool {
-    match &role.paths {
-        PathSet::Paths(patterns) => patterns
-            .iter()
-            .any(|pattern| path_matches(pattern.value(), path)),
-        PathSet::PathHashPrefixes(prefixes) => {
-            let prefixes: Vec<&str> = prefixes.iter().map(PathHashPrefix::value).collect();
-            hash_prefix_matches(&prefixes, path)
-        }
+    match (&role.paths, &role.path_hash_prefixes) {
+        (Some(patterns), _) => patterns.iter().any(|pattern| path_matches(pattern, path)),
+        (None, Some(prefixes)) => hash_prefix_matches(prefixes, path),
+        (None, None) => false,
     }
 }
 
@@ -321,6 +308,10 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
     use std::collections::HashMap;
+
+    fn find(top: &Targets, path: &str, repo: &mut Repo) -> Result<Option<FoundTarget>, String> {
+        futures::executor::block_on(find_target(top, path, repo))
+    }
 
     // --- matching ---
 
@@ -512,7 +503,7 @@ mod tests {
     impl RoleLoader for Repo {
         type Error = String;
 
-        fn load(&mut self, delegator: &str, role: &DelegatedRole) -> Result<Targets, String> {
+        async fn load(&mut self, delegator: &str, role: &DelegatedRole) -> Result<Targets, String> {
             self.calls.push((delegator.to_string(), role.name.clone()));
             if self.failing.as_deref() == Some(role.name.as_str()) {
                 return Err(format!("{}: signature threshold not met", role.name));
@@ -526,14 +517,14 @@ mod tests {
 
     /// The role whose entry was found (from the entry itself, not only `FoundTarget::role`).
     fn found_in(found: &FoundTarget) -> &str {
-        found.target.custom["by"].as_str().expect("custom by")
+        found.target.custom.as_ref().expect("custom")["by"].as_str().expect("custom by")
     }
 
     #[test]
     fn top_level_listing_wins_without_loading_anything() {
         let top = targets("targets", &["a.txt"], &[role("A", &["*"], false)]);
         let mut repo = Repo::default().with("A", targets("A", &["a.txt"], &[]));
-        let found = find_target(&top, "a.txt", &mut repo).unwrap().unwrap();
+        let found = find(&top, "a.txt", &mut repo).unwrap().unwrap();
         assert_eq!(found.role, "targets");
         assert_eq!(found_in(&found), "targets");
         assert_eq!(found.target.length, 5);
@@ -545,10 +536,10 @@ mod tests {
         // "dir/../a.txt" resolves to "a.txt" in tough, but TUF looks keys up as given.
         let top = targets("targets", &["dir/../a.txt", "b.txt"], &[]);
         let mut repo = Repo::default();
-        assert_eq!(find_target(&top, "a.txt", &mut repo).unwrap(), None);
-        assert_eq!(find_target(&top, "B.txt", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "a.txt", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "B.txt", &mut repo).unwrap(), None);
         assert!(
-            find_target(&top, "dir/../a.txt", &mut repo)
+            find(&top, "dir/../a.txt", &mut repo)
                 .unwrap()
                 .is_some()
         );
@@ -576,7 +567,7 @@ mod tests {
 
         // Not listed anywhere: every matching role, in pre-order, with its delegator.
         let mut all = repo();
-        assert_eq!(find_target(&top, "z", &mut all).unwrap(), None);
+        assert_eq!(find(&top, "z", &mut all).unwrap(), None);
         let expected = [("targets", "A"), ("A", "A1"), ("A", "A2"), ("targets", "B")];
         assert_eq!(
             all.calls,
@@ -585,13 +576,13 @@ mod tests {
 
         // Listed by A2 and B: A's subtree is searched first, and B is never loaded.
         let mut both = repo();
-        let found = find_target(&top, "x", &mut both).unwrap().unwrap();
+        let found = find(&top, "x", &mut both).unwrap().unwrap();
         assert_eq!((found.role.as_str(), found_in(&found)), ("A2", "A2"));
         assert_eq!(both.loaded(), ["A", "A1", "A2"]);
 
         // Listed by B only.
         let mut b_only = repo();
-        let found = find_target(&top, "y", &mut b_only).unwrap().unwrap();
+        let found = find(&top, "y", &mut b_only).unwrap().unwrap();
         assert_eq!(found.role, "B");
         assert_eq!(b_only.loaded(), ["A", "A1", "A2", "B"]);
     }
@@ -612,7 +603,7 @@ mod tests {
             .with("T", targets("T", &[], &[]))
             .with("C", targets("C", &["x"], &[]));
         // C lists the target but comes after a terminating delegation: not consulted.
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         assert_eq!(repo.loaded(), ["A", "T"]);
     }
 
@@ -641,7 +632,7 @@ mod tests {
             .with("PT1", targets("PT1", &[], &[]))
             .with("P2", targets("P2", &["x"], &[]))
             .with("Q", targets("Q", &["x"], &[]));
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         // The terminating role's own delegations are still searched.
         assert_eq!(repo.loaded(), ["P", "P1", "PT", "PT1"]);
     }
@@ -656,7 +647,7 @@ mod tests {
         let mut repo = Repo::default()
             .with("T", targets("T", &[], &[]))
             .with("A", targets("A", &["x"], &[]));
-        let found = find_target(&top, "x", &mut repo).unwrap().unwrap();
+        let found = find(&top, "x", &mut repo).unwrap().unwrap();
         assert_eq!(found.role, "A");
         assert_eq!(repo.loaded(), ["A"]);
     }
@@ -678,7 +669,7 @@ mod tests {
         let mut repo = Repo::default()
             .with("bin-ba", targets("bin-ba", &[], &[]))
             .with("star", targets("star", &["abc"], &[]));
-        let found = find_target(&top, "abc", &mut repo).unwrap().unwrap();
+        let found = find(&top, "abc", &mut repo).unwrap().unwrap();
         assert_eq!(found.role, "star");
         // Only the roles delegated "abc" were loaded; the others would have failed the load.
         assert_eq!(repo.loaded(), ["bin-ba", "star"]);
@@ -691,10 +682,10 @@ mod tests {
         let images = targets("images", &["images/a.img", "secrets/key"], &[]);
         let mut repo = Repo::default().with("images", images);
 
-        assert_eq!(find_target(&top, "secrets/key", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "secrets/key", &mut repo).unwrap(), None);
         assert!(repo.calls.is_empty());
 
-        let found = find_target(&top, "images/a.img", &mut repo)
+        let found = find(&top, "images/a.img", &mut repo)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -710,9 +701,9 @@ mod tests {
         let mut repo = Repo::default()
             .with("A", targets("A", &[], &[role("B", &["*", "*/*"], false)]))
             .with("B", targets("B", &["notes", "images/b.img"], &[]));
-        assert_eq!(find_target(&top, "notes", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "notes", &mut repo).unwrap(), None);
         assert!(repo.calls.is_empty());
-        let found = find_target(&top, "images/b.img", &mut repo)
+        let found = find(&top, "images/b.img", &mut repo)
             .unwrap()
             .unwrap();
         assert_eq!(found.role, "B");
@@ -725,7 +716,7 @@ mod tests {
         let mut repo = Repo::default()
             .with("A", targets("A", &[], &[role("B", &["*"], false)]))
             .with("B", targets("B", &[], &[role("A", &["*"], false)]));
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         assert_eq!(repo.loaded(), ["A", "B"]);
     }
 
@@ -741,7 +732,7 @@ mod tests {
             .with("A", targets("A", &[], &[role("C", &["*"], false)]))
             .with("B", targets("B", &[], &[role("C", &["*"], false)]))
             .with("C", targets("C", &[], &[]));
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         let expected = [("targets", "A"), ("A", "C"), ("targets", "B")];
         assert_eq!(
             repo.calls,
@@ -768,19 +759,19 @@ mod tests {
     fn at_most_max_delegations_roles_are_loaded() {
         // The deepest role the walk reaches still counts.
         let (top, mut repo) = chain(40, MAX_DELEGATIONS);
-        let found = find_target(&top, "x", &mut repo).unwrap().unwrap();
+        let found = find(&top, "x", &mut repo).unwrap().unwrap();
         assert_eq!(found.role, format!("d{MAX_DELEGATIONS}"));
         assert_eq!(repo.calls.len(), MAX_DELEGATIONS);
 
         // One further and the walk stops before loading it.
         let (top, mut repo) = chain(40, MAX_DELEGATIONS + 1);
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         assert_eq!(repo.calls.len(), MAX_DELEGATIONS);
         assert_eq!(repo.calls.last().unwrap().1, format!("d{MAX_DELEGATIONS}"));
 
         // A short chain is walked to its end.
         let (top, mut repo) = chain(3, 0);
-        assert_eq!(find_target(&top, "x", &mut repo).unwrap(), None);
+        assert_eq!(find(&top, "x", &mut repo).unwrap(), None);
         assert_eq!(repo.loaded(), ["d1", "d2", "d3"]);
     }
 
@@ -799,7 +790,7 @@ mod tests {
         .with("B", targets("B", &["x"], &[]));
         // B lists the target, but A comes first and failed verification: no fallback to B.
         assert_eq!(
-            find_target(&top, "x", &mut repo),
+            find(&top, "x", &mut repo),
             Err("A: signature threshold not met".to_string())
         );
         assert_eq!(repo.loaded(), ["A"]);
@@ -812,7 +803,7 @@ mod tests {
         }
         .with("A", targets("A", &[], &[role("A1", &["*"], false)]));
         assert_eq!(
-            find_target(&top, "x", &mut repo),
+            find(&top, "x", &mut repo),
             Err("A1: signature threshold not met".to_string())
         );
         assert_eq!(

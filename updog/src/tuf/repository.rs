@@ -1,8 +1,8 @@
 //! What updog's commands use of a TUF repository: load it with the node's trust, find a target (through
 //! delegations), read or stream it verified, and cache the verified metadata for migrator.
 
-use super::delegation::{self, MAX_DELEGATIONS};
-use super::schema::TargetFile;
+use super::delegation;
+use super::schema::{self, TargetFile};
 use super::store::MetadataStore;
 use super::trusted_set::TARGETS;
 use super::workflow::{Client, MetadataLimits};
@@ -11,7 +11,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use sha2::Digest;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -107,57 +106,30 @@ impl Repository {
     }
 
     /// §5.6.7: the target `name`, searched pre-order depth-first through the delegations, loading only the roles
-    /// delegated a path that matches `name`, at most [`MAX_DELEGATIONS`] of them; a terminating role ends the
+    /// delegated a path that matches `name`, at most [`delegation::MAX_DELEGATIONS`] of them; a terminating role ends the
     /// search below its delegator. Not found: [`TufError::NotListed`].
     pub async fn find_target(&mut self, name: &str) -> Result<FoundTarget, TufError> {
-        let mut visited = HashSet::new();
-        // (role, its delegator)
-        let mut to_visit = vec![(TARGETS.to_string(), "root".to_string())];
-        while let Some((role, delegator)) = to_visit.pop() {
-            // python-tuf's bound: the top-level targets and at most MAX_DELEGATIONS delegated roles.
-            if visited.len() > MAX_DELEGATIONS {
-                log::warn!(
-                    "gave up looking for target '{name}' after {MAX_DELEGATIONS} delegated roles"
-                );
-                break;
-            }
-            if !visited.insert((role.clone(), delegator.clone())) {
-                continue;
-            }
-            self.client.load_role(&role, &delegator).await?;
-            let targets = &self
-                .client
-                .trusted()
-                .targets(&role)
-                .expect("load_role loaded it")
-                .meta;
-            if let Some(file) = targets.targets.get(name) {
-                return Ok(FoundTarget {
-                    name: name.to_string(),
-                    role,
-                    file: file.clone(),
-                });
-            }
-            let Some(delegations) = &targets.delegations else {
-                continue;
-            };
-            let mut children = Vec::new();
-            for child in &delegations.roles {
-                if delegation::role_matches(child, name) {
-                    children.push((child.name.clone(), role.clone()));
-                    if child.terminating {
-                        // Nothing after a terminating role is searched, including what was queued before it.
-                        to_visit.clear();
-                        break;
-                    }
-                }
-            }
-            // Pre-order: the first listed child is visited next.
-            to_visit.extend(children.into_iter().rev());
+        let top = self
+            .client
+            .trusted()
+            .targets(TARGETS)
+            .map(|t| t.meta.clone())
+            .ok_or_else(|| TufError::Refused {
+                detail: "no trusted targets metadata".into(),
+            })?;
+        let mut loader = Loader {
+            client: &mut self.client,
+        };
+        match delegation::find_target(&top, name, &mut loader).await? {
+            Some(found) => Ok(FoundTarget {
+                name: name.to_string(),
+                role: found.role,
+                file: found.target,
+            }),
+            None => Err(TufError::NotListed {
+                name: name.to_string(),
+            }),
         }
-        Err(TufError::NotListed {
-            name: name.to_string(),
-        })
     }
 
     /// Where `target` is fetched from: under the targets URL, each path segment URL-quoted, and with consistent
@@ -286,6 +258,30 @@ impl Repository {
             write_cache_file(&targets_dir.join(file_name), &bytes)?;
         }
         Ok(())
+    }
+}
+
+/// Delegated roles for the search: loaded (stored copy or repository, verified) on first use.
+struct Loader<'a> {
+    client: &'a mut Client,
+}
+
+impl delegation::RoleLoader for Loader<'_> {
+    type Error = TufError;
+
+    async fn load(
+        &mut self,
+        delegator: &str,
+        role: &schema::DelegatedRole,
+    ) -> Result<schema::TargetsMeta, TufError> {
+        self.client.load_role(&role.name, delegator).await?;
+        Ok(self
+            .client
+            .trusted()
+            .targets(&role.name)
+            .expect("load_role loaded it")
+            .meta
+            .clone())
     }
 }
 

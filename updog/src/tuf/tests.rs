@@ -166,7 +166,8 @@ impl TestRepo {
     }
 }
 
-/// tough's filesystem transport, recording the file names asked for.
+/// tough's filesystem transport, recording the file names asked for (as the URL spells them; tough's
+/// filesystem transport opens exactly that name).
 #[derive(Debug, Clone, Default)]
 struct Recording {
     fetched: Arc<Mutex<Vec<String>>>,
@@ -182,7 +183,7 @@ impl Recording {
 impl Transport for Recording {
     async fn fetch(&self, url: Url) -> Result<tough::TransportStream, tough::TransportError> {
         let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string();
-        self.fetched.lock().unwrap().push(percent_encoding::percent_decode_str(&name).decode_utf8_lossy().into());
+        self.fetched.lock().unwrap().push(name);
         tough::FilesystemTransport.fetch(url).await
     }
 }
@@ -205,7 +206,7 @@ impl Node {
     }
 
     fn load_root(&self, repo: &TestRepo, root: &[u8]) -> Result<Repository, TufError> {
-        futures::executor::block_on(Repository::load(
+        block_on(Repository::load(
             root,
             self.store.path(),
             Arc::new(self.transport.clone()),
@@ -217,7 +218,7 @@ impl Node {
 }
 
 fn read(repository: &mut Repository, name: &str) -> Result<Vec<u8>, TufError> {
-    futures::executor::block_on(repository.read_target(name))
+    block_on(repository.read_target(name))
 }
 
 /// A repository whose top-level targets delegate, in order: `a` (paths `a/*`), `b` (`*.txt`, which delegates
@@ -251,15 +252,24 @@ fn delegated_roles_are_fetched_lazily_and_searched_pre_order() {
     );
     // b before e (listed order), and within b: c does not match found.txt (x/*.txt), d does: d wins over e.
     assert_eq!(read(&mut repository, "found.txt").unwrap(), b"from d");
-    assert_eq!(node.transport.take(), ["1.b.json", "1.d.json", format!("{}.found.txt", sha256_hex(b"from d"))]);
+    assert_eq!(node.transport.take(), ["1.b.json".to_string(), "1.d.json".into(), format!("{}.found.txt", sha256_hex(b"from d"))]);
     // Only a's paths match a/1.bin.
     assert_eq!(read(&mut repository, "a/1.bin").unwrap(), b"a1");
-    assert_eq!(node.transport.take(), ["1.a.json", format!("{}.1.bin", sha256_hex(b"a1"))]);
+    assert_eq!(node.transport.take(), ["1.a.json".to_string(), format!("{}.1.bin", sha256_hex(b"a1"))]);
     // e is reached after b's subtree found nothing.
     assert_eq!(read(&mut repository, "only-e.txt").unwrap(), b"e");
-    assert_eq!(node.transport.take(), ["1.e.json", format!("{}.only-e.txt", sha256_hex(b"e"))]);
+    assert_eq!(node.transport.take(), ["1.e.json".to_string(), format!("{}.only-e.txt", sha256_hex(b"e"))]);
     let err = read(&mut repository, "nowhere.bin").unwrap_err();
     assert!(matches!(err, TufError::NotListed { .. }), "{err}");
+}
+
+/// tough's filesystem transport runs on tokio.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -389,7 +399,7 @@ fn consistent_snapshot_target_urls_prefix_the_file_name_and_keep_directories() {
     repo.publish();
     let node = Node::new();
     let mut repository = node.load(&repo).unwrap();
-    let target = futures::executor::block_on(repository.find_target("path/to/file.txt")).unwrap();
+    let target = block_on(repository.find_target("path/to/file.txt")).unwrap();
     let url = repository.target_url(&target).unwrap();
     assert!(
         url.as_str()
@@ -486,7 +496,7 @@ fn the_latest_known_time_is_recorded_only_after_a_verified_load() {
     let file = node.store.path().join(LATEST_KNOWN_TIME);
     // A far-future clock: the metadata is expired at that time, nothing is recorded.
     let future: chrono::DateTime<Utc> = "2200-01-01T00:00:00Z".parse().unwrap();
-    let err = futures::executor::block_on(Repository::load(
+    let err = block_on(Repository::load(
         &repo.root,
         node.store.path(),
         Arc::new(node.transport.clone()),
@@ -517,12 +527,12 @@ fn the_migrator_cache_holds_exactly_the_verified_metadata_even_if_the_repository
     std::fs::create_dir_all(&metadata).unwrap();
     std::fs::create_dir_all(&targets).unwrap();
     let names = vec!["migrate_v1.1_x.lz4".to_string(), "manifest.json".to_string()];
-    futures::executor::block_on(repository.cache(&metadata, &targets, &names)).unwrap();
+    block_on(repository.cache(&metadata, &targets, &names)).unwrap();
     let timestamp = repository.client().trusted().timestamp().unwrap().bytes.clone();
     assert_eq!(std::fs::read(metadata.join("timestamp.json")).unwrap(), timestamp);
     assert!(metadata.join("1.snapshot.json").is_file() && !metadata.join("2.snapshot.json").exists());
-    futures::executor::block_on(check_cache(&repo.root, &metadata, &targets, &names)).unwrap();
+    block_on(check_cache(&repo.root, &metadata, &targets, &names)).unwrap();
     // The offline check catches a cache migrator could not load.
     std::fs::remove_file(metadata.join("1.snapshot.json")).unwrap();
-    assert!(futures::executor::block_on(check_cache(&repo.root, &metadata, &targets, &names)).is_err());
+    assert!(block_on(check_cache(&repo.root, &metadata, &targets, &names)).is_err());
 }

@@ -285,15 +285,11 @@ impl Client {
         self.store.write_role(role, &bytes).map_err(TufError::store)
     }
 
-    /// `name` (role names already quoted) under the metadata URL. Over `file://` the quoting is kept in the file
-    /// name (`%` itself quoted in the URL, since a file URL's path is decoded): a role `a/b` is the file
+    /// `name` (role names already quoted) under the metadata URL. Over `file://` the URL's path is the file's
+    /// path as written (tough's filesystem transport does not decode it): a role `a/b` is the file
     /// `N.a%2Fb.json`, never a subdirectory, as python-tuf names it.
     fn url(&self, name: &str) -> Result<Url, TufError> {
-        if self.metadata_url.scheme() == "file" {
-            super::join_url(&self.metadata_url, &name.replace('%', "%25"))
-        } else {
-            super::join_url(&self.metadata_url, name)
-        }
+        super::join_url(&self.metadata_url, name)
     }
 }
 
