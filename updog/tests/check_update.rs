@@ -678,11 +678,20 @@ impl Site {
     }
 }
 
+/// The version of `role` the node trusts; for the root, the newest of the chain it stored (`N.root.json`).
 fn trusted_version(node: &Node, role: &str) -> u64 {
-    let json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(node.datastore().join(format!("{role}.json"))).unwrap(),
-    )
-    .unwrap();
+    let file = if role == "root" {
+        let newest = std::fs::read_dir(node.datastore())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".root.json")?.parse::<u64>().ok())
+            .max()
+            .expect("a stored root");
+        format!("{newest}.root.json")
+    } else {
+        format!("{role}.json")
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.datastore().join(file)).unwrap()).unwrap();
     json["signed"]["version"].as_u64().unwrap()
 }
 

@@ -350,7 +350,12 @@ pub(crate) async fn fetch_bounded(
     };
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| transport_error(&url, &e))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            // updog's transport answers at once and reports the response's status in the stream.
+            Err(e) if e.kind() == TransportErrorKind::FileNotFound && bytes.is_empty() => return Ok(None),
+            Err(e) => return Err(transport_error(&url, &e)),
+        };
         if (bytes.len() + chunk.len()) as u64 > max_len {
             return Err(TufError::TooLarge {
                 detail: format!(
