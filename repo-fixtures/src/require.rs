@@ -44,6 +44,31 @@ pub fn require_root() -> bool {
     )
 }
 
+/// True when `python3` is installed and can import the module `module` (e.g. `tuf`, python-tuf). Outside CI a
+/// missing one prints `SKIPPED <test>: python3 module <module> not installed` and returns false; in CI it panics.
+pub fn require_python_module(module: &str) -> bool {
+    require(
+        python_module_available(module),
+        running_in_ci(),
+        &format!("python3 module {module} not installed"),
+        &format!("CI must provide python3 with the module {module}: pip install it in .ci/run"),
+    )
+}
+
+/// Whether `python3 -c "import <module>"` succeeds (false when python3 itself is missing).
+pub fn python_module_available(module: &str) -> bool {
+    let Some(python) = find_tool("python3") else {
+        return false;
+    };
+    std::process::Command::new(python)
+        .arg("-c")
+        .arg(format!("import {module}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// The executable `name` in `PATH` or the sbin directories (or `name` itself when it contains a `/`).
 pub fn find_tool(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
@@ -134,6 +159,15 @@ mod tests {
         assert!(find_tool("/bin/sh").is_some());
         assert!(find_tool("no-such-tool-repo-fixtures").is_none());
         assert!(find_tool("/nonexistent/sh").is_none());
+    }
+
+    #[test]
+    fn imports_python_modules_that_exist() {
+        if find_tool("python3").is_none() {
+            return;
+        }
+        assert!(python_module_available("json"));
+        assert!(!python_module_available("no_such_module_repo_fixtures"));
     }
 
     #[test]
