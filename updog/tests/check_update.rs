@@ -852,6 +852,64 @@ fn a_clock_that_went_backwards_is_explained_with_the_file_to_remove() {
         .assert_offers("aws-dev 1.2.0\n");
 }
 
+#[test]
+fn a_root_planted_in_the_trust_store_is_never_an_anchor() {
+    use repo_fixtures::keys::FixtureKey;
+    let server = serve_world();
+    let (node, _) = chain_node(&server, "aws-dev", "1.1.0");
+    node.updog(&["check-update"])
+        .assert_offers("aws-dev 1.2.0\n");
+    // An attacker with write access to /var (not to the verity-protected ROOT) plants a root signed by its own
+    // key, with a high version, where the previous trust code took its starting root from.
+    let attacker_root = support::runtime().block_on(async {
+        repo_fixtures::chain::fixture_root_builder(repo_fixtures::chain::fixture_expiry(), 9)
+            .await
+            .unwrap()
+            .role(
+                tuftool_config::Role::Root,
+                repo_fixtures::chain::signing_keys(&[FixtureKey::Root3]).await.unwrap(),
+                std::num::NonZeroU64::MIN,
+            )
+            .sign(repo_fixtures::chain::fixture_now())
+            .await
+            .unwrap()
+    });
+    let planted = node.datastore().join("root.json");
+    attacker_root.write(&planted).unwrap();
+    // It is ignored: trust starts from the shipped root and its verified chain.
+    node.updog(&["check-update"])
+        .assert_offers("aws-dev 1.2.0\n");
+    // Planted as the next root of the chain, it does not chain from the shipped root: refused, named.
+    std::fs::rename(&planted, node.datastore().join("2.root.json")).unwrap();
+    node.updog(&["check-update"]).assert_fails_mentioning(&[
+        "is damaged",
+        "2.root.json",
+        "does not chain from the shipped root",
+        "To recover, remove",
+    ]);
+}
+
+#[test]
+fn a_damaged_trust_store_is_an_error_not_a_silent_reset_of_rollback_protection() {
+    let server = serve_world();
+    let (node, _) = chain_node(&server, "aws-dev", "1.1.0");
+    node.updog(&["check-update"])
+        .assert_offers("aws-dev 1.2.0\n");
+    for role in ["timestamp", "snapshot"] {
+        let file = node.datastore().join(format!("{role}.json"));
+        let good = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &good[..good.len() / 3]).unwrap();
+        node.updog(&["check-update"]).assert_fails_mentioning(&[
+            "is damaged",
+            &format!("{role}.json"),
+            &format!("To recover, remove {}", node.datastore().display()),
+        ]);
+        std::fs::write(&file, &good).unwrap();
+    }
+    node.updog(&["check-update"])
+        .assert_offers("aws-dev 1.2.0\n");
+}
+
 // ---- the lock ---------------------------------------------------------------------------------
 
 #[test]

@@ -111,6 +111,18 @@ fn python_repo_loads_in_updog(name: &str, flags: &[&str], expected: &str) -> Fau
         std::fs::read(repo.join("manifest.json")).unwrap(),
         "the downloaded manifest.json is not the one python-tuf published"
     );
+    if flags.contains(&"--delegations") {
+        // The conformance client keeps each delegated role it verified, as the bytes served, under its name; the
+        // role whose paths do not match manifest.json was never needed.
+        let stored = std::fs::read(metadata_dir.join("delegated.json")).expect("delegated.json stored");
+        let served = std::fs::read_dir(repo.join("metadata"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().ends_with("delegated.json"))
+            .unwrap();
+        assert_eq!(stored, std::fs::read(served).unwrap());
+        assert!(!metadata_dir.join("images.json").exists());
+    }
     server
 }
 
@@ -193,6 +205,10 @@ fn a_manifest_reached_through_a_python_tuf_delegation_loads_in_updog() {
             .any(|p| p == "/delegated/metadata/1.delegated.json"),
         "the delegated role was never fetched: {paths:?}"
     );
+    assert!(
+        !paths.iter().any(|p| p.contains("images.json")),
+        "a role not delegated manifest.json's path was fetched: {paths:?}"
+    );
 }
 
 #[test]
@@ -208,6 +224,10 @@ fn a_manifest_reached_through_a_python_tuf_delegation_loads_without_consistent_s
             .iter()
             .any(|p| p == "/delegated-plain/metadata/delegated.json"),
         "the delegated role was never fetched: {paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.contains("images.json")),
+        "a role not delegated manifest.json's path was fetched: {paths:?}"
     );
 }
 
