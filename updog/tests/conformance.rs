@@ -147,6 +147,11 @@ fn init_copies_a_root_and_refuses_garbage() {
     assert!(other.metadata_files().is_empty());
     let exit = other.init(&other.dir.path().join("missing.json"));
     assert_eq!(exit.code, Some(1), "{exit:?}");
+
+    // The flag form of the same command.
+    let flagged = Client::new();
+    assert_ok(&flagged.run(&["init", "--trusted-root", root.to_str().unwrap()]));
+    assert_eq!(flagged.metadata("root.json"), std::fs::read(&root).unwrap());
 }
 
 #[test]

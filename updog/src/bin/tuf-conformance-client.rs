@@ -45,7 +45,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Trust TRUSTED_ROOT (copied into the metadata directory; no network).
-    Init { trusted_root: PathBuf },
+    /// Trust TRUSTED_ROOT (positional, as the suite's CLIENT-CLI.md; or `--trusted-root`).
+    Init {
+        #[arg(required_unless_present = "trusted_root_flag", conflicts_with = "trusted_root_flag")]
+        trusted_root: Option<PathBuf>,
+        #[arg(long = "trusted-root", id = "trusted_root_flag", value_name = "TRUSTED_ROOT")]
+        trusted_root_flag: Option<PathBuf>,
+    },
     /// Update the trusted metadata from the repository.
     Refresh,
     /// Refresh, then download and verify the targets into the target directory.
@@ -75,8 +81,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), ConformanceError> {
     let need = |what: &'static str| ConformanceError::MissingArgument { what };
     let metadata_dir = cli.metadata_dir.ok_or_else(|| need("--metadata-dir"))?;
-    if let Command::Init { trusted_root } = &cli.command {
-        return conformance::init(&metadata_dir, trusted_root);
+    if let Command::Init {
+        trusted_root,
+        trusted_root_flag,
+    } = &cli.command
+    {
+        let root = trusted_root
+            .as_ref()
+            .or(trusted_root_flag.as_ref())
+            .ok_or_else(|| need("TRUSTED_ROOT"))?;
+        return conformance::init(&metadata_dir, root);
     }
     let metadata_url = cli.metadata_url.ok_or_else(|| need("--metadata-url"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
