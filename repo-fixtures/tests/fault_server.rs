@@ -235,7 +235,11 @@ fn the_server_counts_the_connections_it_accepted() {
         client.request("GET", TIMESTAMP, &[], false);
         assert_eq!(client.read_response(false).status, 200);
     }
-    assert_eq!(world.server.connections_accepted(), 1, "keep-alive: one connection");
+    assert_eq!(
+        world.server.connections_accepted(),
+        1,
+        "keep-alive: one connection"
+    );
     assert_eq!(get(world.server.addr(), TIMESTAMP).status, 200);
     assert_eq!(world.server.connections_accepted(), 2);
 }
