@@ -17,6 +17,8 @@
 //! metadata directory must not hold), so each run loads through a scratch datastore seeded from
 //! the metadata directory and then copies back what changed.
 
+use crate::fetch::{FetchError, FetchSettings, ResumingTransport};
+use crate::transport::QueryParams;
 use crate::tuf::{self, TufError, TufLoader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +27,7 @@ use snafu::{OptionExt, ResultExt, Snafu};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tough::schema::{Root, Signed, Snapshot, Targets, Timestamp};
-use tough::{DefaultTransport, Repository, TargetName, Transport, TransportError, TransportStream};
+use tough::{Repository, TargetName, Transport, TransportError, TransportStream};
 use url::Url;
 
 #[derive(Debug, Snafu)]
@@ -65,6 +67,9 @@ pub enum ConformanceError {
 
     #[snafu(display("{source}"))]
     Tuf { source: TufError },
+
+    #[snafu(display("{source}"))]
+    Fetch { source: FetchError },
 
     #[snafu(display("Target '{name}': {source}"))]
     Target { name: String, source: TufError },
@@ -208,7 +213,7 @@ async fn load(
     }
     seeded.push(("root.json", root.clone()));
 
-    let recorder = RecordingTransport::new(metadata_url.clone());
+    let recorder = RecordingTransport::new(metadata_url.clone()).context(FetchSnafu)?;
     let result = TufLoader::new(
         root,
         metadata_url.clone(),
@@ -307,22 +312,23 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// One response body, filled as tough reads the stream.
 type Body = Arc<Mutex<Vec<u8>>>;
 
-/// tough's default transport, keeping a copy of every metadata body fetched (URLs under the
-/// metadata base), so the metadata directory can hold the served bytes.
+/// updog's transport (no query parameters: the suite's server is no update repository), keeping a
+/// copy of every metadata body fetched (URLs under the metadata base), so the metadata directory
+/// can hold the served bytes. Not tough's default transport: that one follows redirects.
 #[derive(Debug, Clone)]
 struct RecordingTransport {
-    inner: DefaultTransport,
+    inner: ResumingTransport,
     metadata_url: Url,
     bodies: Arc<Mutex<Vec<Body>>>,
 }
 
 impl RecordingTransport {
-    fn new(metadata_url: Url) -> Self {
-        Self {
-            inner: DefaultTransport::new(),
+    fn new(metadata_url: Url) -> std::result::Result<Self, FetchError> {
+        Ok(Self {
+            inner: ResumingTransport::new(QueryParams::new(), FetchSettings::default())?,
             metadata_url,
             bodies: Arc::default(),
-        }
+        })
     }
 
     fn bodies(&self) -> Vec<Vec<u8>> {
