@@ -228,6 +228,46 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 }
 
 #[test]
+fn the_server_counts_the_connections_it_accepted() {
+    let world = World::new();
+    let mut client = Client::connect(world.server.addr());
+    for _ in 0..3 {
+        client.request("GET", TIMESTAMP, &[], false);
+        assert_eq!(client.read_response(false).status, 200);
+    }
+    assert_eq!(
+        world.server.connections_accepted(),
+        1,
+        "keep-alive: one connection"
+    );
+    assert_eq!(get(world.server.addr(), TIMESTAMP).status, 200);
+    assert_eq!(world.server.connections_accepted(), 2);
+}
+
+#[test]
+fn a_redirect_answers_its_status_and_location_with_no_body() {
+    let world = World::new();
+    world.server.add_rule(Rule::new(
+        PathMatch::exact(TIMESTAMP),
+        Fault::Redirect {
+            status: 302,
+            location: "http://127.0.0.2:8080/metadata/timestamp.json".into(),
+        },
+    ));
+    let response = get(world.server.addr(), TIMESTAMP);
+    assert_eq!(response.status, 302);
+    assert_eq!(
+        response.header("location"),
+        Some("http://127.0.0.2:8080/metadata/timestamp.json")
+    );
+    assert_eq!(response.content_length(), Some(0));
+    assert!(response.body.is_empty());
+    assert_eq!(world.server.requests_for("timestamp.json")[0].status, 302);
+    // Only the rule's path is redirected.
+    assert_eq!(get(world.server.addr(), IMAGE).status, 200);
+}
+
+#[test]
 fn drop_after_sends_exactly_n_body_bytes_then_closes() {
     let world = World::new();
     world.server.add_rule(Rule::new(

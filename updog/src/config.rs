@@ -19,7 +19,8 @@
 //! ```toml
 //! disk = "/dev/nvme0n1"                 # the OS disk (default: the disk under the root filesystem)
 //! reboot_command = ["shutdown", "-r"]   # what --reboot runs (default: upstream's `shutdown -r`)
-//! stall_timeout_seconds = 30            # a download fails after this long without a byte
+//! stall_timeout_seconds = 30            # a download fails when fewer than min_transfer_bytes arrive in this long
+//! min_transfer_bytes = 1024             # the bytes that must arrive in every stall_timeout_seconds window
 //! download_retries = 5                  # retries without progress before a download fails
 //! ```
 
@@ -87,7 +88,7 @@ pub struct Config {
     pub disk: Option<PathBuf>,
     /// Ours: the command `--reboot` runs (program and arguments).
     pub reboot_command: Vec<String>,
-    /// Ours: the download policy (stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
+    /// Ours: the download policy (minimum rate over the stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
     pub fetch: FetchSettings,
 }
 
@@ -108,6 +109,10 @@ const DISK_EXPECTED: &str = "an absolute path string";
 const REBOOT_EXPECTED: &str = "a non-empty array of strings (the program and its arguments)";
 const STALL_EXPECTED: &str = "a number of seconds from 0.001 to 86400";
 const RETRIES_EXPECTED: &str = "an integer from 0 to 1000";
+const MIN_TRANSFER_EXPECTED: &str =
+    "an integer from 1 to 1048576 (bytes per stall_timeout_seconds)";
+/// `min_transfer_bytes` at most 1 MiB: a higher floor would fail healthy but modest links.
+const MIN_TRANSFER_MAX: u64 = 1024 * 1024;
 
 impl Config {
     /// Reads and checks the config file at `path`.
@@ -211,6 +216,13 @@ impl Config {
             Some(other) => {
                 return Err(keys.invalid("stall_timeout_seconds", STALL_EXPECTED, other));
             }
+        }
+        if let Some(value) = table.get("min_transfer_bytes") {
+            fetch.min_rate_bytes = value
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| (1..=MIN_TRANSFER_MAX).contains(n))
+                .ok_or_else(|| keys.invalid("min_transfer_bytes", MIN_TRANSFER_EXPECTED, value))?;
         }
         if let Some(value) = table.get("download_retries") {
             fetch.retries = value
@@ -469,9 +481,15 @@ ignore_waves = false
         assert_eq!(config.fetch, FetchSettings::default());
 
         let config = parse(&format!(
-            "{GOOD}disk = \"/dev/loop3\"\nreboot_command = [\"/bin/true\", \"x\"]\nstall_timeout_seconds = 0.5\ndownload_retries = 0\n"
+            "{GOOD}disk = \"/dev/loop3\"\nreboot_command = [\"/bin/true\", \"x\"]\nstall_timeout_seconds = 0.5\ndownload_retries = 0\nmin_transfer_bytes = 4096\n"
         ))
         .unwrap();
+        assert_eq!(config.fetch.min_rate_bytes, 4096);
+        assert_eq!(FetchSettings::default().min_rate_bytes, 1024);
+        assert_eq!(
+            config.fetch.deadline, None,
+            "no total deadline from updog.toml"
+        );
         assert_eq!(config.disk.as_deref(), Some(Path::new("/dev/loop3")));
         assert_eq!(config.reboot_command, ["/bin/true", "x"]);
         assert_eq!(config.fetch.stall_timeout, Duration::from_millis(500));
@@ -485,9 +503,17 @@ ignore_waves = false
         );
         // The bounds are inclusive.
         let bounds = parse(&format!(
-            "{GOOD}stall_timeout_seconds = 86400\ndownload_retries = 1000\n"
+            "{GOOD}stall_timeout_seconds = 86400\ndownload_retries = 1000\nmin_transfer_bytes = 1048576\n"
         ))
         .unwrap();
+        assert_eq!(bounds.fetch.min_rate_bytes, 1024 * 1024);
+        assert_eq!(
+            parse(&format!("{GOOD}min_transfer_bytes = 1\n"))
+                .unwrap()
+                .fetch
+                .min_rate_bytes,
+            1
+        );
         assert_eq!(bounds.fetch.stall_timeout, Duration::from_secs(86_400));
         assert_eq!(bounds.fetch.retries, 1000);
 
@@ -506,6 +532,11 @@ ignore_waves = false
             ("download_retries = 1001", "download_retries"),
             ("download_retries = 4294967297", "download_retries"),
             ("download_retries = \"3\"", "download_retries"),
+            ("min_transfer_bytes = 0", "min_transfer_bytes"),
+            ("min_transfer_bytes = 1048577", "min_transfer_bytes"),
+            ("min_transfer_bytes = -1", "min_transfer_bytes"),
+            ("min_transfer_bytes = 1.5", "min_transfer_bytes"),
+            ("min_transfer_bytes = \"1024\"", "min_transfer_bytes"),
         ] {
             let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
             assert!(

@@ -9,8 +9,14 @@
 //! - keeps one HTTP client (connections are reused between the metadata files and the targets), with updog.toml's
 //!   `https_proxy`/`no_proxy` given to it directly ([`HttpsProxy`]); without them reqwest reads `HTTPS_PROXY` and
 //!   `NO_PROXY` from the environment, as upstream;
-//! - has no total timeout: a download fails when **no byte** arrives for `stall_timeout` (waiting for the response
-//!   headers or for the next part of the body);
+//! - has no total timeout by default: a download fails when fewer than `min_rate_bytes` arrive in any window of
+//!   `stall_timeout` (curl's `--speed-limit`/`--speed-time`; a stall is the case of no byte at all), counted from the
+//!   request, so a server that trickles a byte now and then cannot hold a fetch open for ever (TUF's slow-retrieval
+//!   attack). Time spent waiting for the consumer (a disk that is slower than the link) is not counted against the
+//!   server. An optional `deadline` bounds the whole fetch, retries and backoffs included
+//!   ([`ResumingTransport::with_deadline`], for small files such as TUF metadata);
+//! - follows **no redirects**: a 3xx answer is an error naming its `Location`, so the query parameters never reach
+//!   a host other than the configured one and `https://` never turns into `http://`;
 //! - when a response breaks off (connection reset, closed before its `Content-Length`) or the server answers 5xx,
 //!   408 or 429, tries again after a backoff (doubling from `initial_backoff` up to `max_backoff`), asking only for
 //!   the rest: `Range: bytes=N-`. The answer must be `206` with a `Content-Range` starting at `N`;
@@ -28,16 +34,22 @@
 //!
 //! How long a fetch can take: a server that accepts the connection and then sends nothing (or stops sending) fails
 //! the fetch after `stall_timeout` (`stall_timeout_seconds` in updog.toml, 30 s by default) with "timed out: no data
-//! for N s"; a refused or failing connection after at most `retries` backoffs and `connect_timeout`s.
+//! for N s"; one that sends, but fewer than `min_rate_bytes` (`min_transfer_bytes`, 1024 by default) in a window of
+//! `stall_timeout`, with "timed out: fewer than N bytes in N s (transfer too slow)"; a refused or failing connection
+//! after at most `retries` backoffs and `connect_timeout`s; any fetch with a `deadline` after that deadline.
+//!
+//! Latency: consecutive fetches share the client's keep-alive connections (one per host, as long as each body is
+//! read to its end, which every attempt does before it reports success).
 
 use crate::transport::QueryParams;
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use snafu::Snafu;
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
@@ -47,8 +59,13 @@ const CHANNEL_CHUNKS: usize = 8;
 /// The download policy; `stall_timeout`, `retries` and the proxy come from updog.toml (see `Config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchSettings {
-    /// A download fails when no byte arrives for this long.
+    /// The window of the minimum transfer rate: a download fails when fewer than `min_rate_bytes` arrive in any
+    /// window this long (when no byte arrives for this long, it has stalled).
     pub stall_timeout: Duration,
+    /// The bytes that must arrive in every `stall_timeout` window (0 is taken as 1: the plain stall timeout).
+    pub min_rate_bytes: u64,
+    /// A limit on the whole fetch (every attempt, backoff and the consumer's own pace); `None`: no limit.
+    pub deadline: Option<Duration>,
     /// The limit on establishing a connection (a failed connect is retried).
     pub connect_timeout: Duration,
     /// Consecutive failed attempts without progress before giving up.
@@ -64,6 +81,8 @@ impl Default for FetchSettings {
     fn default() -> Self {
         Self {
             stall_timeout: Duration::from_secs(30),
+            min_rate_bytes: 1024,
+            deadline: None,
             connect_timeout: Duration::from_secs(10),
             retries: 5,
             initial_backoff: Duration::from_millis(250),
@@ -124,8 +143,34 @@ pub enum FetchError {
     ))]
     Stalled { timeout: Duration, offset: u64 },
 
+    #[snafu(display(
+        "timed out: fewer than {min_bytes} bytes in {} s (transfer too slow) after byte {offset}; giving up",
+        window.as_secs_f64()
+    ))]
+    TooSlow {
+        min_bytes: u64,
+        window: Duration,
+        offset: u64,
+    },
+
+    #[snafu(display(
+        "timed out: the download took longer than its {} s deadline",
+        deadline.as_secs_f64()
+    ))]
+    Deadline { deadline: Duration },
+
     #[snafu(display("the server answered HTTP {status}"))]
     Status { status: StatusCode },
+
+    #[snafu(display(
+        "the server answered HTTP {status}: the server redirected to {}; updog follows no redirects: configure the \
+         final URL in updog.toml",
+        location.as_deref().unwrap_or("nowhere (no Location header)")
+    ))]
+    Redirected {
+        status: StatusCode,
+        location: Option<String>,
+    },
 
     #[snafu(display(
         "asked for the rest from byte {offset}, the server answered 206 with Content-Range {content_range:?}"
@@ -164,7 +209,12 @@ impl ResumingTransport {
     /// A transport adding `params` to every HTTP request, downloading by `settings` (through its proxy, if any).
     pub fn new(params: QueryParams, settings: FetchSettings) -> Result<Self, FetchError> {
         install_crypto_provider();
-        let mut builder = reqwest::Client::builder().connect_timeout(settings.connect_timeout);
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            // Never another host, never a downgrade from https: a 3xx is an error (`FetchError::Redirected`).
+            .redirect(reqwest::redirect::Policy::none())
+            // reqwest's default today; requests and small responses must not wait on Nagle and delayed ACKs.
+            .tcp_nodelay(true);
         if let Some(proxy) = &settings.https_proxy {
             builder = builder.proxy(proxy.to_reqwest()?);
         }
@@ -178,6 +228,15 @@ impl ResumingTransport {
         })
     }
 
+    /// The same transport (the same client and connection pool, the same query parameters) with a limit on each
+    /// whole fetch: for small files, such as TUF metadata, that have no reason to take long.
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Duration) -> ResumingTransport {
+        let mut transport = self.clone();
+        transport.settings.deadline = Some(deadline);
+        transport
+    }
+
     pub fn params(&self) -> &QueryParams {
         &self.params
     }
@@ -187,11 +246,14 @@ impl ResumingTransport {
     }
 }
 
-/// reqwest is built (by tough's features) without a TLS crypto provider of its own and panics if none is installed
-/// when a client is built. tough's HTTP transport builder installs aws-lc-rs as the process default (once); using
-/// it here keeps one provider for tough's client and ours, without another dependency.
+/// reqwest is built without a TLS crypto provider of its own (`rustls-no-provider`) and panics if none is installed
+/// when a client is built: install aws-lc-rs, the provider tough verifies with, as the process default (once; a
+/// provider installed before is kept).
 fn install_crypto_provider() {
-    drop(tough::HttpTransportBuilder::new());
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Fails only when another thread installed one in between, which is as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
 }
 
 #[tough::async_trait]
@@ -200,10 +262,16 @@ impl Transport for ResumingTransport {
         match url.scheme() {
             "file" => FilesystemTransport.fetch(url).await,
             "http" | "https" => {
+                // The deadline runs from the caller's request, not from when the task first runs.
+                let deadline = self
+                    .settings
+                    .deadline
+                    .map(|limit| (Instant::now() + limit, limit));
                 let download = Download {
                     client: self.client.clone(),
                     settings: self.settings.clone(),
                     url: self.params.apply(url),
+                    deadline,
                 };
                 let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
                 tokio::spawn(download.run(tx));
@@ -226,6 +294,8 @@ struct Download {
     client: reqwest::Client,
     settings: FetchSettings,
     url: Url,
+    /// When the whole fetch must have ended, and the limit it came from.
+    deadline: Option<(Instant, Duration)>,
 }
 
 /// How one attempt ended, when not with the whole body.
@@ -240,7 +310,16 @@ enum Failure {
 
 impl Download {
     async fn run(self, tx: Chunks) {
-        if let Err(error) = self.download(&tx).await {
+        let result = match self.deadline {
+            Some((at, deadline)) => match timeout_at(at, self.download(&tx)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    Err(self.error(TransportErrorKind::Other, FetchError::Deadline { deadline }))
+                }
+            },
+            None => self.download(&tx).await,
+        };
+        if let Err(error) = result {
             // The consumer may have gone already; then no one is left to tell.
             let _ = tx.send(Err(error)).await;
         }
@@ -289,8 +368,10 @@ impl Download {
         if *offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
         }
-        let mut response = match timeout(self.settings.stall_timeout, request.send()).await {
-            Err(_) => return Err(self.stalled(*offset)),
+        // The window starts with the request: waiting for the headers is waiting for bytes.
+        let mut rate = RateWindow::new(self.settings.stall_timeout, self.settings.min_rate_bytes);
+        let mut response = match timeout(rate.patience(), request.send()).await {
+            Err(_) => return Err(self.too_slow(&rate, *offset)),
             Ok(Err(e)) => {
                 // reqwest's message repeats the URL, credentials included; ours names it redacted.
                 let e = e.without_url();
@@ -327,6 +408,15 @@ impl Download {
                     }));
                 }
             }
+            s if s.is_redirection() => {
+                let location = response.headers().get(LOCATION).map(|value| {
+                    let location = String::from_utf8_lossy(value.as_bytes());
+                    // A credential in the Location is no more shown than one in our own URL.
+                    Url::parse(&location)
+                        .map_or_else(|_| location.into_owned(), |url| redacted(&url).into())
+                });
+                return Err(self.fatal(FetchError::Redirected { status, location }));
+            }
             StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE => {
                 return Err(Failure::Fatal(self.error(
                     TransportErrorKind::FileNotFound,
@@ -343,8 +433,8 @@ impl Download {
         }
 
         loop {
-            let chunk = match timeout(self.settings.stall_timeout, response.chunk()).await {
-                Err(_) => return Err(self.stalled(*offset)),
+            let chunk = match timeout(rate.patience(), response.chunk()).await {
+                Err(_) => return Err(self.too_slow(&rate, *offset)),
                 Ok(Err(e)) => {
                     return Err(Failure::Retry(format!(
                         "the response broke off after byte {offset}: {e}"
@@ -360,6 +450,8 @@ impl Download {
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Ok(Some(chunk))) => chunk,
             };
+            // Skipped bytes count too: they came over the link.
+            rate.arrived(chunk.len() as u64);
             let chunk = if skip > 0 {
                 let drop = usize::try_from(skip).map_or(chunk.len(), |skip| skip.min(chunk.len()));
                 skip -= drop as u64;
@@ -371,9 +463,12 @@ impl Download {
                 continue;
             }
             *offset += chunk.len() as u64;
+            let waiting = Instant::now();
             if tx.send(Ok(chunk)).await.is_err() {
                 return Err(Failure::Gone);
             }
+            // A consumer slower than the link (a disk flush) is not the server's slowness.
+            rate.pause(waiting.elapsed());
         }
     }
 
@@ -385,11 +480,91 @@ impl Download {
         Failure::Fatal(self.error(TransportErrorKind::Other, error))
     }
 
-    fn stalled(&self, offset: u64) -> Failure {
-        self.fatal(FetchError::Stalled {
-            timeout: self.settings.stall_timeout,
-            offset,
-        })
+    /// The window ran out: no byte at all (a stall) or too few.
+    fn too_slow(&self, rate: &RateWindow, offset: u64) -> Failure {
+        if rate.in_window() == 0 {
+            self.fatal(FetchError::Stalled {
+                timeout: rate.window,
+                offset,
+            })
+        } else {
+            self.fatal(FetchError::TooSlow {
+                min_bytes: rate.min_bytes,
+                window: rate.window,
+                offset,
+            })
+        }
+    }
+}
+
+/// The minimum transfer rate of one attempt: at least `min_bytes` in every `window` of transfer time, from the
+/// request on. Transfer time is wall time less the time spent waiting for the consumer.
+///
+/// The arrivals are kept, oldest first, trimmed to the fewest newest ones that still add up to `min_bytes` (at most
+/// `min_bytes` of them): the oldest of those is the left edge of the window that fails first, so the next read may
+/// wait until that arrival is `window` old. Until `min_bytes` have arrived the left edge is the request.
+struct RateWindow {
+    window: Duration,
+    min_bytes: u64,
+    /// Where transfer time is counted from; moved later by the time spent waiting for the consumer.
+    origin: Instant,
+    /// (transfer time of arrival, bytes).
+    arrivals: VecDeque<(Duration, u64)>,
+    /// The bytes in `arrivals`.
+    kept: u64,
+}
+
+impl RateWindow {
+    fn new(window: Duration, min_bytes: u64) -> Self {
+        Self {
+            window,
+            min_bytes: min_bytes.max(1),
+            origin: Instant::now(),
+            arrivals: VecDeque::new(),
+            kept: 0,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn arrived(&mut self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.arrivals.push_back((self.now(), bytes));
+        self.kept += bytes;
+        while let Some(&(_, oldest)) = self.arrivals.front()
+            && self.kept - oldest >= self.min_bytes
+        {
+            self.arrivals.pop_front();
+            self.kept -= oldest;
+        }
+    }
+
+    /// Takes `waited` out of the transfer time.
+    fn pause(&mut self, waited: Duration) {
+        self.origin += waited;
+    }
+
+    /// How long the next read may wait before some window holds fewer than `min_bytes`.
+    fn patience(&self) -> Duration {
+        let left_edge = match self.arrivals.front() {
+            Some(&(at, _)) if self.kept >= self.min_bytes => at,
+            _ => Duration::ZERO,
+        };
+        (left_edge + self.window).saturating_sub(self.now())
+    }
+
+    /// The bytes that arrived in the last `window`.
+    fn in_window(&self) -> u64 {
+        let now = self.now();
+        self.arrivals
+            .iter()
+            .filter(|(at, _)| *at + self.window > now)
+            .map(|(_, bytes)| bytes)
+            .sum()
     }
 }
 
@@ -439,6 +614,8 @@ mod tests {
     fn fast() -> FetchSettings {
         FetchSettings {
             stall_timeout: Duration::from_secs(2),
+            min_rate_bytes: 1024,
+            deadline: None,
             connect_timeout: Duration::from_secs(2),
             retries: 3,
             initial_backoff: Duration::from_millis(10),
@@ -528,6 +705,9 @@ mod tests {
         ));
         let settings = FetchSettings {
             stall_timeout: Duration::from_millis(500),
+            // The plain stall timeout (with a higher floor, the small last read before the stall could make it
+            // "too slow" a moment earlier: see the trickle test).
+            min_rate_bytes: 1,
             ..fast()
         };
         let started = std::time::Instant::now();
@@ -542,6 +722,225 @@ mod tests {
             server.requests_for(".lz4").len(),
             1,
             "a stall is not retried"
+        );
+    }
+
+    /// The cause under tough's `TransportError`: our message.
+    fn cause(error: &TransportError) -> String {
+        std::error::Error::source(error).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_trickle_below_the_minimum_rate_fails_within_the_window() {
+        // 100 B/s never stalls, and would keep a fetch of the 1 MiB file alive for three hours.
+        let (dir, _) = served_file();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        server.add_rule(Rule::new(PathMatch::suffix(".lz4"), Fault::RateLimit(100)));
+        let started = std::time::Instant::now();
+        let error = fetch(&transport(fast()), server.url_for("image.lz4")).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let cause = cause(&error);
+        assert!(
+            cause.starts_with(
+                "timed out: fewer than 1024 bytes in 2 s (transfer too slow) after byte "
+            ) && cause.ends_with("; giving up"),
+            "{cause}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(server.url_for("image.lz4").as_str()),
+            "{error}"
+        );
+        assert_eq!(
+            server.requests_for(".lz4").len(),
+            1,
+            "too slow is not retried"
+        );
+    }
+
+    #[test]
+    fn a_consumer_slower_than_the_window_does_not_fail_a_fast_download() {
+        // The server is fast; the consumer takes a pause longer than the window while the channel is full.
+        let (dir, data) = served_file();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        let transport = transport(FetchSettings {
+            stall_timeout: Duration::from_millis(500),
+            ..fast()
+        });
+        let got = runtime().block_on(async {
+            let mut stream = transport.fetch(server.url_for("image.lz4")).await.unwrap();
+            let mut out = stream.next().await.unwrap().unwrap().to_vec();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(&chunk.unwrap());
+            }
+            out
+        });
+        assert!(got == data);
+        assert_eq!(server.requests_for(".lz4").len(), 1);
+    }
+
+    #[test]
+    fn the_rate_window_slides_over_the_newest_arrivals_and_skips_the_consumers_time() {
+        let window = Duration::from_millis(400);
+        let close = |got: Duration, want: Duration| {
+            assert!(
+                got <= want && want - got < Duration::from_millis(150),
+                "{got:?} vs {want:?}"
+            );
+        };
+        let mut rate = RateWindow::new(window, 1000);
+        close(rate.patience(), window);
+        // Fewer than the minimum so far: the window still runs from the request.
+        std::thread::sleep(Duration::from_millis(100));
+        rate.arrived(600);
+        close(rate.patience(), Duration::from_millis(300));
+        assert_eq!(rate.in_window(), 600);
+        // 600 + 500 reach it: the window now runs from the 600's arrival; then the 500 alone is enough.
+        rate.arrived(500);
+        close(rate.patience(), window);
+        rate.arrived(1000);
+        assert_eq!(rate.arrivals.len(), 1, "only what the window needs is kept");
+        close(rate.patience(), window);
+        // Waiting for the consumer does not count.
+        std::thread::sleep(Duration::from_millis(300));
+        rate.pause(Duration::from_millis(300));
+        close(rate.patience(), window);
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(rate.patience(), Duration::ZERO);
+        assert_eq!(rate.in_window(), 0, "nothing in the last window: a stall");
+        // 0 is the plain stall timeout: any byte restarts the window.
+        let mut stall = RateWindow::new(window, 0);
+        stall.arrived(1);
+        close(stall.patience(), window);
+    }
+
+    #[test]
+    fn a_deadline_bounds_the_whole_fetch_and_shares_the_connection_pool() {
+        let (dir, data) = served_file();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        std::fs::write(dir.path().join("timestamp.json"), b"{}").unwrap();
+        let base = transport(fast());
+        let metadata = base.with_deadline(Duration::from_secs(1));
+        assert_eq!(metadata.settings().deadline, Some(Duration::from_secs(1)));
+        assert_eq!(base.settings().deadline, None);
+
+        // 50 kB/s is well above the minimum rate; the 1 MiB file would take 20 s.
+        let slow = server.add_rule(Rule::new(
+            PathMatch::suffix(".lz4"),
+            Fault::RateLimit(50_000),
+        ));
+        let started = std::time::Instant::now();
+        let error = fetch(&metadata, server.url_for("image.lz4")).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            cause(&error),
+            "timed out: the download took longer than its 1 s deadline"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(server.url_for("image.lz4").as_str()),
+            "{error}"
+        );
+
+        // Within the deadline all is as usual; both transports use one client, so one kept-alive connection.
+        server.remove_rule(slow);
+        let connections = server.connections_accepted();
+        let runtime = runtime();
+        let fetch_all = |transport: &ResumingTransport, name: &str| {
+            runtime.block_on(async {
+                let mut stream = transport.fetch(server.url_for(name)).await.unwrap();
+                let mut out = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    out.extend_from_slice(&chunk.unwrap());
+                }
+                out
+            })
+        };
+        assert_eq!(fetch_all(&metadata, "timestamp.json"), b"{}");
+        assert!(fetch_all(&base, "image.lz4") == data);
+        assert_eq!(fetch_all(&metadata, "timestamp.json"), b"{}");
+        assert_eq!(server.connections_accepted() - connections, 1);
+    }
+
+    #[test]
+    fn a_redirect_is_refused_naming_its_location_and_the_other_host_sees_nothing() {
+        let (dir, _) = served_file();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        let elsewhere = FaultServer::serve(dir.path()).unwrap();
+        let location = elsewhere.url_for("image.lz4");
+        for status in [301, 302, 303, 307, 308] {
+            server.clear_requests();
+            let rule = server.add_rule(Rule::new(
+                PathMatch::suffix(".lz4"),
+                Fault::Redirect {
+                    status,
+                    location: location.to_string(),
+                },
+            ));
+            let error = fetch(&transport(fast()), server.url_for("image.lz4")).unwrap_err();
+            assert_eq!(error.kind(), TransportErrorKind::Other);
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                cause(&error),
+                format!(
+                    "the server answered HTTP {status}: the server redirected to {location}; updog follows no \
+                     redirects: configure the final URL in updog.toml"
+                )
+            );
+            assert_eq!(
+                server.requests_for(".lz4").len(),
+                1,
+                "a redirect is not retried"
+            );
+            server.remove_rule(rule);
+        }
+        assert!(
+            elsewhere.requests().is_empty(),
+            "{:?}",
+            elsewhere.requests()
+        );
+        assert_eq!(elsewhere.connections_accepted(), 0);
+
+        // A credential in the Location is not shown; a redirect without a Location still says what happened.
+        server.add_rule(
+            Rule::new(
+                PathMatch::suffix(".lz4"),
+                Fault::Redirect {
+                    status: 302,
+                    location: "https://user:hunter2@127.0.0.1:9/image.lz4".into(),
+                },
+            )
+            .first(1),
+        );
+        let error = fetch(&transport(fast()), server.url_for("image.lz4")).unwrap_err();
+        assert!(
+            cause(&error).contains("redirected to https://user:***@127.0.0.1:9/image.lz4;"),
+            "{}",
+            cause(&error)
+        );
+        server.add_rule(Rule::new(
+            PathMatch::suffix("image.lz4"),
+            Fault::Status(302),
+        ));
+        let error = fetch(&transport(fast()), server.url_for("image.lz4")).unwrap_err();
+        assert!(
+            cause(&error).starts_with(
+                "the server answered HTTP 302 Found: the server redirected to nowhere (no \
+                 Location header); updog follows no redirects"
+            ),
+            "{}",
+            cause(&error)
         );
     }
 

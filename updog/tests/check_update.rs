@@ -645,6 +645,63 @@ fn a_stalled_timestamp_fails_after_the_stall_timeout_saying_it_timed_out() {
     );
 }
 
+#[test]
+fn a_trickling_timestamp_fails_within_the_window_as_too_slow() {
+    // TUF's slow-retrieval attack: a byte every 10 ms never stalls, but is far below 1024 bytes per window.
+    let server = serve_world();
+    server.add_rule(Rule::new(
+        PathMatch::suffix("timestamp.json"),
+        Fault::RateLimit(100),
+    ));
+    let (node, mut config) = chain_node(&server, "aws-dev", "1.1.0");
+    config.extra = "stall_timeout_seconds = 2\n".into();
+    node.set_config(&config);
+    let run = node.updog(&["check-update"]);
+    run.assert_fails_mentioning(&[
+        &format!(
+            "Failed to load the update repository at {0}: Failed to fetch {0}timestamp.json: timed out: fewer \
+             than 1024 bytes in 2 s (transfer too slow) after byte ",
+            config.metadata_base_url
+        ),
+        "; giving up",
+    ]);
+    assert_eq!(server.requests_for("timestamp.json").len(), 1);
+}
+
+#[test]
+fn a_redirect_to_another_host_is_refused_and_that_host_sees_no_request() {
+    let server = serve_world();
+    let elsewhere = serve_world();
+    let (node, config) = chain_node(&server, "aws-dev", "1.1.0");
+    let mut location = url::Url::parse(&config.metadata_base_url)
+        .unwrap()
+        .join("timestamp.json")
+        .unwrap();
+    location.set_port(Some(elsewhere.addr().port())).unwrap();
+    server.add_rule(Rule::new(
+        PathMatch::suffix("timestamp.json"),
+        Fault::Redirect {
+            status: 302,
+            location: location.to_string(),
+        },
+    ));
+    let run = node.updog(&["check-update"]);
+    run.assert_fails_with(&format!(
+        "Failed to load the update repository at {0}: Failed to fetch {0}timestamp.json: the server answered \
+         HTTP 302 Found: the server redirected to {location}; updog follows no redirects: configure the final URL \
+         in updog.toml",
+        config.metadata_base_url
+    ));
+    // The query parameters (version, seed) never reached the other host.
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    assert_eq!(elsewhere.connections_accepted(), 0);
+    assert_eq!(server.requests_for("timestamp.json").len(), 1);
+}
+
 /// A site whose `current/` is a symlink to one chain step, swappable between runs.
 struct Site {
     dir: tempfile::TempDir,

@@ -190,6 +190,12 @@ fn decide(head: &RequestHead, plan: &FaultPlan, root: &Path) -> Reply {
     if let Some(status) = plan.status {
         return empty(status);
     }
+    if let Some((status, location)) = &plan.redirect {
+        return Reply::Empty {
+            status: *status,
+            headers: vec![("Location", location.clone())],
+        };
+    }
     if head.method != "GET" && head.method != "HEAD" {
         return Reply::Empty {
             status: 405,
@@ -299,6 +305,11 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

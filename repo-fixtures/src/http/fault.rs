@@ -7,7 +7,8 @@ use std::time::Duration;
 /// Byte counts in `DropAfter` and `StallAfter` are counted in the response body as sent (so they are relative to
 /// the start of a Range); `FlipByte` names an absolute offset in the file, so a resumed download meets the same
 /// corrupt byte. When several rules apply to one request their faults combine: `Status` wins outright, the others
-/// all take effect (e.g. `IgnoreRange` with `DropAfter` is a server that drops and cannot resume).
+/// all take effect (e.g. `IgnoreRange` with `DropAfter` is a server that drops and cannot resume); a `Redirect`
+/// wins over everything but `Status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Send the headers (with the full Content-Length) and this many body bytes, then close the connection.
@@ -28,8 +29,11 @@ pub enum Fault {
     /// reads. The filler is ASCII spaces, so a JSON file stays valid JSON for a parser that does not limit its
     /// input: only a client that caps the size it reads notices.
     Endless,
-    /// Send the body at no more than this many bytes per second.
+    /// Send the body at no more than this many bytes per second. A small rate is a trickle: `RateLimit(10)` sends
+    /// one byte every 100 ms (a slow-retrieval attack).
     RateLimit(u64),
+    /// Answer with this 3xx status, a `Location` header with this value, and an empty body.
+    Redirect { status: u16, location: String },
 }
 
 /// What a [`Fault::StallAfter`] does once the stall is over.
@@ -241,33 +245,41 @@ pub(crate) struct FaultPlan {
     pub(crate) stalls: Vec<Stall>,
     pub(crate) flips: Vec<u64>,
     pub(crate) rate: Option<u64>,
+    /// The status and Location of a redirect (the first one added).
+    pub(crate) redirect: Option<(u16, String)>,
 }
 
 impl FaultPlan {
     pub(crate) fn new(faults: &[Fault]) -> FaultPlan {
         let mut plan = FaultPlan::default();
         for fault in faults {
-            match *fault {
+            match fault {
                 Fault::Status(code) => {
-                    plan.status.get_or_insert(code);
+                    plan.status.get_or_insert(*code);
                 }
                 Fault::IgnoreRange => plan.ignore_range = true,
                 Fault::Endless => plan.endless = true,
                 Fault::DropAfter(bytes) => {
-                    plan.drop_after = Some(plan.drop_after.map_or(bytes, |d| d.min(bytes)));
+                    plan.drop_after = Some(plan.drop_after.map_or(*bytes, |d| d.min(*bytes)));
                 }
                 Fault::StallAfter {
                     bytes,
                     duration,
                     then,
                 } => plan.stalls.push(Stall {
-                    bytes,
-                    duration,
-                    then,
+                    bytes: *bytes,
+                    duration: *duration,
+                    then: *then,
                 }),
-                Fault::FlipByte(offset) => plan.flips.push(offset),
+                Fault::FlipByte(offset) => plan.flips.push(*offset),
                 // Several limits: the slowest one is the one a client would see.
-                Fault::RateLimit(rate) => plan.rate = Some(plan.rate.map_or(rate, |r| r.min(rate))),
+                Fault::RateLimit(rate) => {
+                    plan.rate = Some(plan.rate.map_or(*rate, |r| r.min(*rate)));
+                }
+                Fault::Redirect { status, location } => {
+                    plan.redirect
+                        .get_or_insert_with(|| (*status, location.clone()));
+                }
             }
         }
         plan.stalls.sort_by_key(|stall| stall.bytes);
@@ -329,6 +341,14 @@ mod tests {
             Fault::Status(404),
             Fault::RateLimit(10),
             Fault::RateLimit(5),
+            Fault::Redirect {
+                status: 302,
+                location: "http://127.0.0.2/".into(),
+            },
+            Fault::Redirect {
+                status: 301,
+                location: "http://127.0.0.3/".into(),
+            },
         ]);
         assert_eq!(plan.drop_after, Some(50));
         assert_eq!(
@@ -338,5 +358,6 @@ mod tests {
         assert!(plan.ignore_range && !plan.endless);
         assert_eq!(plan.status, Some(503));
         assert_eq!(plan.rate, Some(5));
+        assert_eq!(plan.redirect, Some((302, "http://127.0.0.2/".into())));
     }
 }

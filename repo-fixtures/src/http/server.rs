@@ -7,6 +7,7 @@ use super::stop::StopSignal;
 use snafu::{ResultExt, Snafu, ensure};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) stop: StopSignal,
     rules: Mutex<RuleTable>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// Client connections accepted so far (the stop's own wake-up connection is not counted).
+    accepted: AtomicU64,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl FaultServerBuilder {
             stop: StopSignal::default(),
             rules: Mutex::new(rules),
             log: Mutex::new(Vec::new()),
+            accepted: AtomicU64::new(0),
         });
         let connections = Arc::new(Mutex::new(Vec::new()));
         let accept = {
@@ -221,6 +225,11 @@ impl FaultServer {
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
     }
+
+    /// How many client connections the server has accepted so far: with keep-alive, fewer than the requests.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for FaultServer {
@@ -277,6 +286,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, connections: &Mutex
             thread::sleep(Duration::from_millis(10));
             continue;
         };
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
         let Ok(socket) = stream.try_clone() else {
             continue;
         };
