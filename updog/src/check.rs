@@ -15,7 +15,6 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use semver::Version;
 use snafu::ResultExt;
-use tough::Transport;
 use update_metadata::{Manifest, Update};
 
 /// What check-update was asked.
@@ -81,7 +80,7 @@ impl Node {
 
     /// Loads the repository with this node's trust (anchored in the shipped root, persisted, expiry enforced),
     /// fetching through `transport`.
-    pub async fn load_repository(&self, transport: impl Transport + 'static) -> Result<Repository> {
+    pub async fn load_repository(&self, transport: ResumingTransport) -> Result<Repository> {
         let context = || error::RepositorySnafu {
             metadata_url: crate::fetch::redacted(&self.config.metadata_base_url),
         };
@@ -95,6 +94,7 @@ impl Node {
         Repository::load(
             &root,
             &self.sysroot.tuf_datastore(),
+            Arc::new(transport.with_deadline(crate::tuf::METADATA_DEADLINE)),
             Arc::new(transport),
             self.config.metadata_base_url.clone(),
             self.config.targets_base_url.clone(),

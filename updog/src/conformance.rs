@@ -166,11 +166,10 @@ async fn load(metadata_dir: &Path, metadata_url: &Url, targets_url: &Url) -> Res
             detail: e.to_string(),
         },
     })?;
-    let transport: Arc<dyn tough::Transport> = Arc::new(transport);
     let client = Client::refresh(
         &root,
         store,
-        transport,
+        Arc::new(transport.with_deadline(crate::tuf::METADATA_DEADLINE)),
         metadata_url.clone(),
         chrono::Utc::now(),
         MetadataLimits::default(),
@@ -189,7 +188,7 @@ async fn load(metadata_dir: &Path, metadata_url: &Url, targets_url: &Url) -> Res
     {
         write_atomically(&root_path, bytes)?;
     }
-    Ok(Repository::from_client(client, targets_url.clone()))
+    Ok(Repository::from_client(client, targets_url.clone(), Arc::new(transport)))
 }
 
 /// After a failed refresh: the newest stored `N.root.json` that chains from `root` becomes `root.json`.

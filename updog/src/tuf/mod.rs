@@ -31,6 +31,10 @@ use tough::{Transport, TransportErrorKind};
 use trusted_set::TrustError;
 use url::Url;
 
+/// The most one metadata file may take to download, retries included (slow retrieval; a trickle is cut earlier
+/// by the transport's minimum rate). Images have no total deadline: only the minimum rate and the stall timeout.
+pub const METADATA_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The file in the store that holds the latest time a verified load used.
 pub const LATEST_KNOWN_TIME: &str = "latest_known_time.json";
 

@@ -23,6 +23,8 @@ use url::Url;
 pub struct Repository {
     client: Client,
     targets_url: Url,
+    /// Targets (images of any size) come through this one: no total deadline, unlike metadata.
+    targets_transport: Arc<dyn Transport>,
 }
 
 /// A target as the signed metadata describes it, and the role that lists it.
@@ -39,13 +41,15 @@ pub type VerifiedStream = Pin<Box<dyn Stream<Item = Result<Bytes, TufError>> + S
 
 impl Repository {
     /// Loads the repository at `metadata_url` with the trust kept in `store_dir`, anchored in `shipped_root`,
-    /// at the time `now` (see [`Client::refresh`]). The latest time a verified load used is kept in the store:
+    /// at the time `now` (see [`Client::refresh`]); metadata through `metadata_transport`, targets later through
+    /// `targets_transport`. The latest time a verified load used is kept in the store:
     /// a clock earlier than it is refused (expiry cannot be judged by a clock that went back); it is recorded
     /// only after a load verified, so a wrong clock that refuses the metadata leaves nothing behind.
     pub async fn load(
         shipped_root: &[u8],
         store_dir: &Path,
-        transport: Arc<dyn Transport>,
+        metadata_transport: Arc<dyn Transport>,
+        targets_transport: Arc<dyn Transport>,
         metadata_url: Url,
         targets_url: Url,
         now: DateTime<Utc>,
@@ -64,7 +68,7 @@ impl Repository {
         let client = Client::refresh(
             shipped_root,
             store,
-            transport,
+            metadata_transport,
             metadata_url,
             now,
             MetadataLimits::default(),
@@ -80,15 +84,17 @@ impl Repository {
         Ok(Self {
             client,
             targets_url,
+            targets_transport,
         })
     }
 
     /// A repository over an already refreshed client (the conformance client keeps its own anchor).
     #[must_use]
-    pub fn from_client(client: Client, targets_url: Url) -> Self {
+    pub fn from_client(client: Client, targets_url: Url, targets_transport: Arc<dyn Transport>) -> Self {
         Self {
             client,
             targets_url,
+            targets_transport,
         }
     }
 
@@ -160,8 +166,7 @@ impl Repository {
     pub async fn stream_target(&self, target: &FoundTarget) -> Result<VerifiedStream, TufError> {
         let url = self.target_url(target)?;
         let hashers = Hashers::for_target(target)?;
-        let transport = self.client.transport();
-        let inner = match transport.fetch(url.clone()).await {
+        let inner = match self.targets_transport.fetch(url.clone()).await {
             Ok(stream) => stream,
             Err(e) => return Err(transport_error(&url, &e)),
         };

@@ -210,6 +210,7 @@ impl Node {
             root,
             self.store.path(),
             Arc::new(self.transport.clone()),
+            Arc::new(self.transport.clone()),
             repo.metadata_url(),
             repo.targets_url(),
             Utc::now(),
@@ -499,6 +500,7 @@ fn the_latest_known_time_is_recorded_only_after_a_verified_load() {
     let err = block_on(Repository::load(
         &repo.root,
         node.store.path(),
+        Arc::new(node.transport.clone()),
         Arc::new(node.transport.clone()),
         repo.metadata_url(),
         repo.targets_url(),
