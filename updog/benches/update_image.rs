@@ -64,6 +64,9 @@ fn options() -> Options {
     options
 }
 
+mod common;
+use common::{Server, runtime};
+
 fn main() {
     let options = options();
     for tool in ["curl", "lz4", "dd", "bash"] {
@@ -518,46 +521,4 @@ fn build_repo(out: &Path, root_lz4: &Path) {
         .unwrap();
         std::fs::remove_dir_all(&inputs).unwrap();
     });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// nginx when installed (what serves real repositories), else the in-process fault server.
-/// Kept alive for the benchmark's duration (dropping stops the server).
-enum Server {
-    Nginx {
-        _nginx: repo_fixtures::nginx::Nginx,
-    },
-    InProcess {
-        _server: repo_fixtures::http::FaultServer,
-    },
-}
-
-impl Server {
-    fn start(dir: &Path) -> (Self, Url) {
-        match repo_fixtures::nginx::Nginx::serve(dir) {
-            Ok(nginx) => {
-                let base = nginx.base_url();
-                (Server::Nginx { _nginx: nginx }, base)
-            }
-            Err(e) => {
-                println!("(nginx: {e}; using the in-process server)");
-                let server = repo_fixtures::http::FaultServer::serve(dir).unwrap();
-                let base = server.base_url();
-                (Server::InProcess { _server: server }, base)
-            }
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Server::Nginx { .. } => "nginx",
-            Server::InProcess { .. } => "in-process fault server",
-        }
-    }
 }

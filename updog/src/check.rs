@@ -11,10 +11,10 @@ use crate::select::{self, Decision, NoUpdate, UpdateQuery};
 use crate::sysroot::Sysroot;
 use crate::transport::QueryParams;
 use crate::tuf::{Repository, TufError};
-use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use semver::Version;
 use snafu::ResultExt;
+use std::sync::Arc;
 use update_metadata::{Manifest, Update};
 
 /// What check-update was asked.

@@ -82,7 +82,9 @@ pub fn init(metadata_dir: &Path, trusted_root: &Path) -> Result<()> {
 
 /// `refresh`: update the trusted metadata in `metadata_dir` from `metadata_url`.
 pub async fn refresh(metadata_dir: &Path, metadata_url: &Url) -> Result<()> {
-    load(metadata_dir, metadata_url, metadata_url).await.map(drop)
+    load(metadata_dir, metadata_url, metadata_url)
+        .await
+        .map(drop)
 }
 
 /// `download`: refresh, then fetch each target (in order) into `target_dir`. Stops at the first failure.
@@ -140,7 +142,10 @@ async fn download_one(repository: &mut Repository, name: &str, target_dir: &Path
         log::debug!("{name}: already downloaded with matching hashes");
         return Ok(());
     }
-    let mut stream = repository.stream_target(&target).await.map_err(target_error)?;
+    let mut stream = repository
+        .stream_target(&target)
+        .await
+        .map_err(target_error)?;
     let mut bytes = Vec::new();
     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
         bytes.extend_from_slice(&chunk.map_err(target_error)?);
@@ -188,7 +193,11 @@ async fn load(metadata_dir: &Path, metadata_url: &Url, targets_url: &Url) -> Res
     {
         write_atomically(&root_path, bytes)?;
     }
-    Ok(Repository::from_client(client, targets_url.clone(), Arc::new(transport)))
+    Ok(Repository::from_client(
+        client,
+        targets_url.clone(),
+        Arc::new(transport),
+    ))
 }
 
 /// After a failed refresh: the newest stored `N.root.json` that chains from `root` becomes `root.json`.

@@ -235,7 +235,12 @@ async fn cache_migrations(
     };
     let mut total = 0;
     for name in &targets {
-        total += repository.find_target(name).await.map_err(cache_error)?.file.length;
+        total += repository
+            .find_target(name)
+            .await
+            .map_err(cache_error)?
+            .file
+            .length;
     }
     let mut reporter = PhaseReporter::new(progress);
     let mut report = |done| {
@@ -298,7 +303,10 @@ async fn write_image(
     };
     let target = repository.find_target(name).await.map_err(fetch_error)?;
     let total = target.file.length;
-    let mut stream = repository.stream_target(&target).await.map_err(fetch_error)?;
+    let mut stream = repository
+        .stream_target(&target)
+        .await
+        .map_err(fetch_error)?;
 
     let mut writer = ImageWriter::start(partition, kind.name()).context(error::ImageWriteSnafu)?;
     let mut reporter = PhaseReporter::new(progress);

@@ -740,7 +740,14 @@ fn trusted_version(node: &Node, role: &str) -> u64 {
     let file = if role == "root" {
         let newest = std::fs::read_dir(node.datastore())
             .unwrap()
-            .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".root.json")?.parse::<u64>().ok())
+            .filter_map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".root.json")?
+                    .parse::<u64>()
+                    .ok()
+            })
             .max()
             .expect("a stored root");
         format!("{newest}.root.json")
@@ -924,7 +931,9 @@ fn a_root_planted_in_the_trust_store_is_never_an_anchor() {
             .unwrap()
             .role(
                 tuftool_config::Role::Root,
-                repo_fixtures::chain::signing_keys(&[FixtureKey::Root3]).await.unwrap(),
+                repo_fixtures::chain::signing_keys(&[FixtureKey::Root3])
+                    .await
+                    .unwrap(),
                 std::num::NonZeroU64::MIN,
             )
             .sign(repo_fixtures::chain::fixture_now())

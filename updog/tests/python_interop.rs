@@ -114,11 +114,17 @@ fn python_repo_loads_in_updog(name: &str, flags: &[&str], expected: &str) -> Fau
     if flags.contains(&"--delegations") {
         // The conformance client keeps each delegated role it verified, as the bytes served, under its name; the
         // role whose paths do not match manifest.json was never needed.
-        let stored = std::fs::read(metadata_dir.join("delegated.json")).expect("delegated.json stored");
+        let stored =
+            std::fs::read(metadata_dir.join("delegated.json")).expect("delegated.json stored");
         let served = std::fs::read_dir(repo.join("metadata"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().ends_with("delegated.json"))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .ends_with("delegated.json")
+            })
             .unwrap();
         assert_eq!(stored, std::fs::read(served).unwrap());
         assert!(!metadata_dir.join("images.json").exists());

@@ -47,9 +47,16 @@ enum Command {
     /// Trust TRUSTED_ROOT (copied into the metadata directory; no network).
     /// Trust TRUSTED_ROOT (positional, as the suite's CLIENT-CLI.md; or `--trusted-root`).
     Init {
-        #[arg(required_unless_present = "trusted_root_flag", conflicts_with = "trusted_root_flag")]
+        #[arg(
+            required_unless_present = "trusted_root_flag",
+            conflicts_with = "trusted_root_flag"
+        )]
         trusted_root: Option<PathBuf>,
-        #[arg(long = "trusted-root", id = "trusted_root_flag", value_name = "TRUSTED_ROOT")]
+        #[arg(
+            long = "trusted-root",
+            id = "trusted_root_flag",
+            value_name = "TRUSTED_ROOT"
+        )]
         trusted_root_flag: Option<PathBuf>,
     },
     /// Update the trusted metadata from the repository.

@@ -14,9 +14,9 @@
 //! - path patterns match segment by segment with `fnmatch` semantics, so wildcards never cross
 //!   `/` (tough's own matching uses globset, where `*` does).
 
+use super::schema::{DelegatedRole, TargetFile, TargetsMeta as Targets};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use super::schema::{DelegatedRole, TargetFile, TargetsMeta as Targets};
 
 /// The name of the top-level targets role: the delegator of the roles it delegates to.
 const TOP_LEVEL: &str = "targets";
@@ -27,7 +27,8 @@ const TOP_LEVEL: &str = "targets";
 #[allow(async_fn_in_trait)] // used with concrete loaders only, never as a trait object
 pub trait RoleLoader {
     type Error;
-    async fn load(&mut self, delegator: &str, role: &DelegatedRole) -> Result<Targets, Self::Error>;
+    async fn load(&mut self, delegator: &str, role: &DelegatedRole)
+    -> Result<Targets, Self::Error>;
 }
 
 /// python-tuf's `UpdaterConfig.max_delegations`: how many roles one search may visit beyond the
@@ -517,7 +518,9 @@ mod tests {
 
     /// The role whose entry was found (from the entry itself, not only `FoundTarget::role`).
     fn found_in(found: &FoundTarget) -> &str {
-        found.target.custom.as_ref().expect("custom")["by"].as_str().expect("custom by")
+        found.target.custom.as_ref().expect("custom")["by"]
+            .as_str()
+            .expect("custom by")
     }
 
     #[test]
@@ -538,11 +541,7 @@ mod tests {
         let mut repo = Repo::default();
         assert_eq!(find(&top, "a.txt", &mut repo).unwrap(), None);
         assert_eq!(find(&top, "B.txt", &mut repo).unwrap(), None);
-        assert!(
-            find(&top, "dir/../a.txt", &mut repo)
-                .unwrap()
-                .is_some()
-        );
+        assert!(find(&top, "dir/../a.txt", &mut repo).unwrap().is_some());
     }
 
     #[test]
@@ -685,9 +684,7 @@ mod tests {
         assert_eq!(find(&top, "secrets/key", &mut repo).unwrap(), None);
         assert!(repo.calls.is_empty());
 
-        let found = find(&top, "images/a.img", &mut repo)
-            .unwrap()
-            .unwrap();
+        let found = find(&top, "images/a.img", &mut repo).unwrap().unwrap();
         assert_eq!(
             (found.role.as_str(), found_in(&found)),
             ("images", "images")
@@ -703,9 +700,7 @@ mod tests {
             .with("B", targets("B", &["notes", "images/b.img"], &[]));
         assert_eq!(find(&top, "notes", &mut repo).unwrap(), None);
         assert!(repo.calls.is_empty());
-        let found = find(&top, "images/b.img", &mut repo)
-            .unwrap()
-            .unwrap();
+        let found = find(&top, "images/b.img", &mut repo).unwrap().unwrap();
         assert_eq!(found.role, "B");
         assert_eq!(repo.loaded(), ["A", "B"]);
     }

@@ -339,7 +339,6 @@ fn classify(error: &ToughError, datastore: &Path) -> Option<TufError> {
     })
 }
 
-
 /// Fetches `url` whole through `transport`, refusing more than `max_len` bytes. `Ok(None)` when the file does not
 /// exist (404/403/410 over HTTP, a missing file over `file://`): the end of the root chain, for one.
 pub(crate) async fn fetch_bounded(
@@ -357,7 +356,9 @@ pub(crate) async fn fetch_bounded(
         let chunk = match chunk {
             Ok(chunk) => chunk,
             // updog's transport answers at once and reports the response's status in the stream.
-            Err(e) if e.kind() == TransportErrorKind::FileNotFound && bytes.is_empty() => return Ok(None),
+            Err(e) if e.kind() == TransportErrorKind::FileNotFound && bytes.is_empty() => {
+                return Ok(None);
+            }
             Err(e) => return Err(transport_error(&url, &e)),
         };
         if (bytes.len() + chunk.len()) as u64 > max_len {
@@ -377,7 +378,9 @@ pub(crate) async fn fetch_bounded(
 pub(crate) fn transport_error(url: &Url, error: &tough::TransportError) -> TufError {
     let detail = match error.kind() {
         TransportErrorKind::FileNotFound => "not found".to_string(),
-        _ => std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string),
+        _ => {
+            std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string)
+        }
     };
     TufError::Fetch {
         url: crate::fetch::redacted(url).to_string(),

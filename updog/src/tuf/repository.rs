@@ -90,7 +90,11 @@ impl Repository {
 
     /// A repository over an already refreshed client (the conformance client keeps its own anchor).
     #[must_use]
-    pub fn from_client(client: Client, targets_url: Url, targets_transport: Arc<dyn Transport>) -> Self {
+    pub fn from_client(
+        client: Client,
+        targets_url: Url,
+        targets_transport: Arc<dyn Transport>,
+    ) -> Self {
         Self {
             client,
             targets_url,
@@ -147,16 +151,19 @@ impl Repository {
             .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
             .collect();
         if self.client.trusted().root().meta.consistent_snapshot {
-            let (_, hash) = target
-                .file
-                .hashes
-                .iter()
-                .next()
-                .ok_or_else(|| TufError::BadTarget {
-                    name: target.name.clone(),
-                    detail: "it lists no hash".into(),
-                })?;
-            let last = segments.last_mut().expect("split yields one segment at least");
+            let (_, hash) =
+                target
+                    .file
+                    .hashes
+                    .iter()
+                    .next()
+                    .ok_or_else(|| TufError::BadTarget {
+                        name: target.name.clone(),
+                        detail: "it lists no hash".into(),
+                    })?;
+            let last = segments
+                .last_mut()
+                .expect("split yields one segment at least");
             *last = format!("{hash}.{last}");
         }
         super::join_url(&self.targets_url, &segments.join("/"))
@@ -185,7 +192,8 @@ impl Repository {
     pub async fn read_target(&mut self, name: &str) -> Result<Vec<u8>, TufError> {
         let target = self.find_target(name).await?;
         let mut stream = self.stream_target(&target).await?;
-        let mut bytes = Vec::with_capacity(usize::try_from(target.file.length.min(1 << 20)).unwrap_or(0));
+        let mut bytes =
+            Vec::with_capacity(usize::try_from(target.file.length.min(1 << 20)).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             bytes.extend_from_slice(&chunk?);
         }
@@ -228,7 +236,10 @@ impl Repository {
                 format!("{role}.json")
             }
         };
-        files.push((versioned(snapshot.meta.version, "snapshot"), snapshot.bytes.clone()));
+        files.push((
+            versioned(snapshot.meta.version, "snapshot"),
+            snapshot.bytes.clone(),
+        ));
         files.push((versioned(top.meta.version, TARGETS), top.bytes.clone()));
         for (name, bytes) in &files {
             write_cache_file(&metadata_dir.join(name), bytes)?;
@@ -300,7 +311,9 @@ pub async fn check_cache(
     targets_dir: &Path,
     targets: &[String],
 ) -> Result<(), TufError> {
-    use tough::{ExpirationEnforcement, FilesystemTransport, IntoVec, RepositoryLoader, TargetName};
+    use tough::{
+        ExpirationEnforcement, FilesystemTransport, IntoVec, RepositoryLoader, TargetName,
+    };
     let url = |dir: &Path| {
         Url::from_directory_path(dir).map_err(|()| TufError::Refused {
             detail: format!("{} is not an absolute directory", dir.display()),
@@ -355,8 +368,12 @@ impl Hashers {
     fn for_target(target: &FoundTarget) -> Result<Self, TufError> {
         let hashes = &target.file.hashes;
         let hashers = Self {
-            sha256: hashes.get("sha256").map(|h| (sha2::Sha256::new(), h.to_ascii_lowercase())),
-            sha512: hashes.get("sha512").map(|h| (sha2::Sha512::new(), h.to_ascii_lowercase())),
+            sha256: hashes
+                .get("sha256")
+                .map(|h| (sha2::Sha256::new(), h.to_ascii_lowercase())),
+            sha512: hashes
+                .get("sha512")
+                .map(|h| (sha2::Sha512::new(), h.to_ascii_lowercase())),
         };
         if hashers.sha256.is_none() && hashers.sha512.is_none() {
             return Err(TufError::BadTarget {
@@ -446,12 +463,14 @@ impl Stream for Verifying {
                     })));
                 }
                 match this.hashers.mismatch() {
-                    Some((algorithm, got, want)) => Poll::Ready(Some(Err(TufError::HashMismatch {
-                        detail: format!(
-                            "target '{}': {algorithm} is {got}, its metadata lists {want}",
-                            this.name
-                        ),
-                    }))),
+                    Some((algorithm, got, want)) => {
+                        Poll::Ready(Some(Err(TufError::HashMismatch {
+                            detail: format!(
+                                "target '{}': {algorithm} is {got}, its metadata lists {want}",
+                                this.name
+                            ),
+                        })))
+                    }
                     None => Poll::Ready(None),
                 }
             }

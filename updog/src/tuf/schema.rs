@@ -143,7 +143,10 @@ pub fn parse<T: serde::de::DeserializeOwned>(
         .and_then(Value::as_str)
         .unwrap_or("");
     let mut parts = spec.split('.');
-    if parts.next() != Some("1") || parts.clone().count() > 2 || parts.any(|p| p.parse::<u64>().is_err()) {
+    if parts.next() != Some("1")
+        || parts.clone().count() > 2
+        || parts.any(|p| p.parse::<u64>().is_err())
+    {
         return Err(FormatError(format!(
             "unsupported spec_version \"{spec}\" (this client reads 1.x)"
         )));
@@ -151,7 +154,9 @@ pub fn parse<T: serde::de::DeserializeOwned>(
     if let Some(expires) = signed.get("expires").and_then(Value::as_str)
         && !expires.ends_with('Z')
     {
-        return Err(FormatError(format!("expires \"{expires}\" is not UTC (…Z)")));
+        return Err(FormatError(format!(
+            "expires \"{expires}\" is not UTC (…Z)"
+        )));
     }
     let mut seen = HashSet::new();
     for signature in &envelope.signatures {
@@ -227,14 +232,12 @@ pub fn verify_threshold(
         signed: AsReceived(&envelope.signed),
         signatures,
     };
-    verifier
-        .verify_role(&signed)
-        .map_err(|e| match e {
-            tough::schema::Error::SignatureThreshold {
-                threshold, valid, ..
-            } => format!("{valid} valid signature(s), {threshold} required"),
-            other => other.to_string(),
-        })
+    verifier.verify_role(&signed).map_err(|e| match e {
+        tough::schema::Error::SignatureThreshold {
+            threshold, valid, ..
+        } => format!("{valid} valid signature(s), {threshold} required"),
+        other => other.to_string(),
+    })
 }
 
 /// The signed part exactly as received, for tough's verifier (which serializes it canonically).
@@ -269,10 +272,7 @@ pub fn check_length_and_hashes(
     if let Some(length) = length
         && bytes.len() as u64 != length
     {
-        return Err(format!(
-            "{} bytes where {length} were listed",
-            bytes.len()
-        ));
+        return Err(format!("{} bytes where {length} were listed", bytes.len()));
     }
     let Some(hashes) = hashes else { return Ok(()) };
     let mut checked = 0;

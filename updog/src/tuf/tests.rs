@@ -4,7 +4,8 @@
 use super::repository::check_cache;
 use super::store::role_file_name;
 use super::trusted_set::tests::{
-    far_future, key_id, public_key, root_value, sign, snapshot_value, targets_value, timestamp_value,
+    far_future, key_id, public_key, root_value, sign, snapshot_value, targets_value,
+    timestamp_value,
 };
 use super::*;
 use chrono::Utc;
@@ -77,7 +78,13 @@ impl TestRepo {
             };
             hashes.insert((*algorithm).to_string(), json!(hash));
         }
-        let first_hash = hashes.values().next().unwrap().as_str().unwrap().to_string();
+        let first_hash = hashes
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
         self.roles.get_mut(role).unwrap().targets.insert(
             name.to_string(),
             json!({"length": bytes.len(), "hashes": hashes}),
@@ -97,10 +104,14 @@ impl TestRepo {
 
     /// `delegator` delegates `role` (key Targets2) for `paths`.
     fn delegate(&mut self, delegator: &str, role: &str, paths: &[&str], terminating: bool) {
-        self.roles.get_mut(delegator).unwrap().delegations.push(json!({
-            "name": role, "keyids": [key_id(FixtureKey::Targets2)], "threshold": 1,
-            "terminating": terminating, "paths": paths,
-        }));
+        self.roles
+            .get_mut(delegator)
+            .unwrap()
+            .delegations
+            .push(json!({
+                "name": role, "keyids": [key_id(FixtureKey::Targets2)], "threshold": 1,
+                "terminating": terminating, "paths": paths,
+            }));
         self.roles.insert(role.to_string(), RoleState::default());
         self.order.push(role.to_string());
     }
@@ -123,7 +134,12 @@ impl TestRepo {
                 FixtureKey::Targets2
             };
             let bytes = sign(
-                &targets_value(state.version, &far_future(), Value::Object(state.targets.clone()), delegations),
+                &targets_value(
+                    state.version,
+                    &far_future(),
+                    Value::Object(state.targets.clone()),
+                    delegations,
+                ),
                 &[key],
             );
             let file = role_file_name(&name);
@@ -136,8 +152,10 @@ impl TestRepo {
             listed.push((name.clone(), bytes, state.version));
         }
         self.snapshot_version += 1;
-        let entries: Vec<(&str, &[u8], u64)> =
-            listed.iter().map(|(n, b, v)| (n.as_str(), b.as_slice(), *v)).collect();
+        let entries: Vec<(&str, &[u8], u64)> = listed
+            .iter()
+            .map(|(n, b, v)| (n.as_str(), b.as_slice(), *v))
+            .collect();
         let snapshot = sign(
             &snapshot_value(self.snapshot_version, &far_future(), &entries),
             &[FixtureKey::Snapshot1],
@@ -147,7 +165,11 @@ impl TestRepo {
         } else {
             "snapshot.json".into()
         };
-        std::fs::write(self.dir.path().join("metadata").join(snapshot_file), &snapshot).unwrap();
+        std::fs::write(
+            self.dir.path().join("metadata").join(snapshot_file),
+            &snapshot,
+        )
+        .unwrap();
         self.timestamp_version += 1;
         self.write_timestamp(&timestamp_value(
             self.timestamp_version,
@@ -182,7 +204,11 @@ impl Recording {
 #[tough::async_trait]
 impl Transport for Recording {
     async fn fetch(&self, url: Url) -> Result<tough::TransportStream, tough::TransportError> {
-        let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string();
+        let name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("")
+            .to_string();
         self.fetched.lock().unwrap().push(name);
         tough::FilesystemTransport.fetch(url).await
     }
@@ -248,18 +274,42 @@ fn delegated_roles_are_fetched_lazily_and_searched_pre_order() {
     let loaded = node.transport.take();
     assert_eq!(
         loaded,
-        ["2.root.json", "timestamp.json", "1.snapshot.json", "1.targets.json"],
+        [
+            "2.root.json",
+            "timestamp.json",
+            "1.snapshot.json",
+            "1.targets.json"
+        ],
         "no delegated role is fetched at load time"
     );
     // b before e (listed order), and within b: c does not match found.txt (x/*.txt), d does: d wins over e.
     assert_eq!(read(&mut repository, "found.txt").unwrap(), b"from d");
-    assert_eq!(node.transport.take(), ["1.b.json".to_string(), "1.d.json".into(), format!("{}.found.txt", sha256_hex(b"from d"))]);
+    assert_eq!(
+        node.transport.take(),
+        [
+            "1.b.json".to_string(),
+            "1.d.json".into(),
+            format!("{}.found.txt", sha256_hex(b"from d"))
+        ]
+    );
     // Only a's paths match a/1.bin.
     assert_eq!(read(&mut repository, "a/1.bin").unwrap(), b"a1");
-    assert_eq!(node.transport.take(), ["1.a.json".to_string(), format!("{}.1.bin", sha256_hex(b"a1"))]);
+    assert_eq!(
+        node.transport.take(),
+        [
+            "1.a.json".to_string(),
+            format!("{}.1.bin", sha256_hex(b"a1"))
+        ]
+    );
     // e is reached after b's subtree found nothing.
     assert_eq!(read(&mut repository, "only-e.txt").unwrap(), b"e");
-    assert_eq!(node.transport.take(), ["1.e.json".to_string(), format!("{}.only-e.txt", sha256_hex(b"e"))]);
+    assert_eq!(
+        node.transport.take(),
+        [
+            "1.e.json".to_string(),
+            format!("{}.only-e.txt", sha256_hex(b"e"))
+        ]
+    );
     let err = read(&mut repository, "nowhere.bin").unwrap_err();
     assert!(matches!(err, TufError::NotListed { .. }), "{err}");
 }
@@ -290,7 +340,11 @@ fn a_terminating_role_ends_the_search() {
     node.transport.take();
     let err = read(&mut repository, "f.txt").unwrap_err();
     assert!(matches!(err, TufError::NotListed { .. }), "{err}");
-    assert_eq!(node.transport.take(), ["first.json"], "second is never fetched");
+    assert_eq!(
+        node.transport.take(),
+        ["first.json"],
+        "second is never fetched"
+    );
 }
 
 #[test]
@@ -321,7 +375,10 @@ fn a_target_outside_its_roles_paths_is_unreachable_and_the_rest_resolves() {
     repo.publish();
     let node = Node::new();
     let mut repository = node.load(&repo).unwrap();
-    assert!(matches!(read(&mut repository, "manifest.json"), Err(TufError::NotListed { .. })));
+    assert!(matches!(
+        read(&mut repository, "manifest.json"),
+        Err(TufError::NotListed { .. })
+    ));
     assert_eq!(read(&mut repository, "images/root.img").unwrap(), b"root");
     assert_eq!(read(&mut repository, "other.json").unwrap(), b"other");
 }
@@ -338,15 +395,28 @@ fn trusted_local_metadata_is_reused_not_downloaded_again() {
     read(&mut repository, "d/x").unwrap();
     node.transport.take();
     let mut repository = node.load(&repo).unwrap();
-    assert_eq!(node.transport.take(), ["2.root.json", "timestamp.json"], "snapshot and targets from the store");
+    assert_eq!(
+        node.transport.take(),
+        ["2.root.json", "timestamp.json"],
+        "snapshot and targets from the store"
+    );
     read(&mut repository, "d/x").unwrap();
-    assert_eq!(node.transport.take(), [format!("{}.x", sha256_hex(b"x"))], "the delegated role from the store");
+    assert_eq!(
+        node.transport.take(),
+        [format!("{}.x", sha256_hex(b"x"))],
+        "the delegated role from the store"
+    );
     // A new publish: everything new is fetched again.
     repo.publish();
     let _ = node.load(&repo).unwrap();
     assert_eq!(
         node.transport.take(),
-        ["2.root.json", "timestamp.json", "2.snapshot.json", "2.targets.json"]
+        [
+            "2.root.json",
+            "timestamp.json",
+            "2.snapshot.json",
+            "2.targets.json"
+        ]
     );
 }
 
@@ -366,9 +436,20 @@ fn a_same_version_timestamp_with_other_content_is_not_followed() {
     repo.write_timestamp(&timestamp_value(1, &far_future(), &snapshot, 2));
     node.transport.take();
     let mut repository = node.load(&repo).unwrap();
-    assert_eq!(node.transport.take(), ["2.root.json", "timestamp.json"], "its snapshot is not followed");
-    assert_eq!(std::fs::read(node.store.path().join("timestamp.json")).unwrap(), trusted);
-    assert_eq!(read(&mut repository, "t.txt").unwrap(), b"one", "the trusted state is the one served");
+    assert_eq!(
+        node.transport.take(),
+        ["2.root.json", "timestamp.json"],
+        "its snapshot is not followed"
+    );
+    assert_eq!(
+        std::fs::read(node.store.path().join("timestamp.json")).unwrap(),
+        trusted
+    );
+    assert_eq!(
+        read(&mut repository, "t.txt").unwrap(),
+        b"one",
+        "the trusted state is the one served"
+    );
 }
 
 #[test]
@@ -384,13 +465,22 @@ fn a_target_with_only_sha512_or_both_hashes_is_verified_by_each() {
     assert_eq!(read(&mut repository, "both").unwrap(), b"both");
     let mut bad = TestRepo::new(true);
     bad.add_target("targets", "both", b"both", &["sha256", "sha512"]);
-    let entry = bad.roles.get_mut("targets").unwrap().targets.get_mut("both").unwrap();
+    let entry = bad
+        .roles
+        .get_mut("targets")
+        .unwrap()
+        .targets
+        .get_mut("both")
+        .unwrap();
     entry["hashes"]["sha512"] = json!(hex::encode([0u8; 64]));
     bad.publish();
     let node = Node::new();
     let mut repository = node.load(&bad).unwrap();
     let err = read(&mut repository, "both").unwrap_err().to_string();
-    assert!(err.contains("sha512 is") && err.contains("Hash mismatch"), "{err}");
+    assert!(
+        err.contains("sha512 is") && err.contains("Hash mismatch"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -403,8 +493,10 @@ fn consistent_snapshot_target_urls_prefix_the_file_name_and_keep_directories() {
     let target = block_on(repository.find_target("path/to/file.txt")).unwrap();
     let url = repository.target_url(&target).unwrap();
     assert!(
-        url.as_str()
-            .ends_with(&format!("/targets/path/to/{}.file.txt", sha256_hex(b"deep"))),
+        url.as_str().ends_with(&format!(
+            "/targets/path/to/{}.file.txt",
+            sha256_hex(b"deep")
+        )),
         "{url}"
     );
     assert_eq!(read(&mut repository, "path/to/file.txt").unwrap(), b"deep");
@@ -422,13 +514,19 @@ fn role_names_are_quoted_in_urls_and_store_file_names() {
     let mut repository = node.load(&repo).unwrap();
     assert_eq!(read(&mut repository, "f").unwrap(), b"f");
     let fetched = node.transport.take();
-    assert!(fetched.contains(&format!("1.{}", role_file_name(hostile))), "{fetched:?}");
+    assert!(
+        fetched.contains(&format!("1.{}", role_file_name(hostile))),
+        "{fetched:?}"
+    );
     // The store holds the role inside its directory under the quoted name, nothing above it.
     assert!(node.store.path().join(role_file_name(hostile)).is_file());
     assert!(!outside.exists());
     for entry in std::fs::read_dir(node.store.path().parent().unwrap()).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(!name.to_string_lossy().contains("esc"), "{name:?} written outside the store");
+        assert!(
+            !name.to_string_lossy().contains("esc"),
+            "{name:?} written outside the store"
+        );
     }
 }
 
@@ -440,13 +538,22 @@ fn a_root_planted_in_the_store_that_does_not_chain_from_the_shipped_root_is_refu
     let node = Node::new();
     node.load(&repo).unwrap();
     // An attacker's root, signed by its own key (Root3) only, planted as the next version.
-    let evil = sign(&root_value(2, &far_future(), &[FixtureKey::Root3], 1), &[FixtureKey::Root3]);
+    let evil = sign(
+        &root_value(2, &far_future(), &[FixtureKey::Root3], 1),
+        &[FixtureKey::Root3],
+    );
     std::fs::write(node.store.path().join("2.root.json"), &evil).unwrap();
     let err = node.load(&repo).unwrap_err().to_string();
-    assert!(err.contains("2.root.json") && err.contains("does not chain from the shipped root"), "{err}");
+    assert!(
+        err.contains("2.root.json") && err.contains("does not chain from the shipped root"),
+        "{err}"
+    );
     // The legacy root.json is never an anchor, however new.
     std::fs::remove_file(node.store.path().join("2.root.json")).unwrap();
-    let evil9 = sign(&root_value(9, &far_future(), &[FixtureKey::Root3], 1), &[FixtureKey::Root3]);
+    let evil9 = sign(
+        &root_value(9, &far_future(), &[FixtureKey::Root3], 1),
+        &[FixtureKey::Root3],
+    );
     std::fs::write(node.store.path().join("root.json"), &evil9).unwrap();
     let repository = node.load(&repo).unwrap();
     assert_eq!(repository.client().trusted().root().meta.version, 1);
@@ -484,7 +591,9 @@ fn a_damaged_stored_timestamp_is_an_error_not_a_reset_of_rollback_protection() {
     std::fs::write(&stored, &bytes[..bytes.len() / 2]).unwrap();
     let err = node.load(&repo).unwrap_err().to_string();
     assert!(
-        err.contains("is damaged") && err.contains("timestamp.json") && err.contains("To recover, remove"),
+        err.contains("is damaged")
+            && err.contains("timestamp.json")
+            && err.contains("To recover, remove"),
         "{err}"
     );
 }
@@ -528,11 +637,25 @@ fn the_migrator_cache_holds_exactly_the_verified_metadata_even_if_the_repository
     let (metadata, targets) = (cache.path().join("metadata"), cache.path().join("targets"));
     std::fs::create_dir_all(&metadata).unwrap();
     std::fs::create_dir_all(&targets).unwrap();
-    let names = vec!["migrate_v1.1_x.lz4".to_string(), "manifest.json".to_string()];
+    let names = vec![
+        "migrate_v1.1_x.lz4".to_string(),
+        "manifest.json".to_string(),
+    ];
     block_on(repository.cache(&metadata, &targets, &names)).unwrap();
-    let timestamp = repository.client().trusted().timestamp().unwrap().bytes.clone();
-    assert_eq!(std::fs::read(metadata.join("timestamp.json")).unwrap(), timestamp);
-    assert!(metadata.join("1.snapshot.json").is_file() && !metadata.join("2.snapshot.json").exists());
+    let timestamp = repository
+        .client()
+        .trusted()
+        .timestamp()
+        .unwrap()
+        .bytes
+        .clone();
+    assert_eq!(
+        std::fs::read(metadata.join("timestamp.json")).unwrap(),
+        timestamp
+    );
+    assert!(
+        metadata.join("1.snapshot.json").is_file() && !metadata.join("2.snapshot.json").exists()
+    );
     block_on(check_cache(&repo.root, &metadata, &targets, &names)).unwrap();
     // The offline check catches a cache migrator could not load.
     std::fs::remove_file(metadata.join("1.snapshot.json")).unwrap();

@@ -24,26 +24,57 @@ pub struct Trusted<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustError {
     /// Not metadata of the expected kind (JSON, `_type`, fields, spec version).
-    Format { role: String, detail: String },
+    Format {
+        role: String,
+        detail: String,
+    },
     /// Not signed by a threshold of the keys trusted for the role.
-    Signature { role: String, detail: String },
+    Signature {
+        role: String,
+        detail: String,
+    },
     /// A root that is not exactly the next version.
-    RootVersion { trusted: u64, offered: u64 },
+    RootVersion {
+        trusted: u64,
+        offered: u64,
+    },
     /// A version lower than the trusted one.
-    Rollback { role: String, trusted: u64, offered: u64 },
+    Rollback {
+        role: String,
+        trusted: u64,
+        offered: u64,
+    },
     /// A role the previous snapshot listed is gone from the new one.
-    RoleRemoved { role: String },
-    Expired { role: String },
+    RoleRemoved {
+        role: String,
+    },
+    Expired {
+        role: String,
+    },
     /// Length or hashes differ from what the referencing metadata lists.
-    HashMismatch { role: String, detail: String },
+    HashMismatch {
+        role: String,
+        detail: String,
+    },
     /// The version differs from the one the referencing metadata lists.
-    VersionMismatch { role: String, fetched: u64, expected: u64 },
+    VersionMismatch {
+        role: String,
+        fetched: u64,
+        expected: u64,
+    },
     /// snapshot.json does not list the role.
-    NotInSnapshot { role: String },
+    NotInSnapshot {
+        role: String,
+    },
     /// The delegator is not trusted yet or does not delegate to the role.
-    NotDelegated { role: String, delegator: String },
+    NotDelegated {
+        role: String,
+        delegator: String,
+    },
     /// A file offered out of the spec's order (a bug in the caller).
-    OutOfOrder { detail: String },
+    OutOfOrder {
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for TrustError {
@@ -96,7 +127,10 @@ impl std::fmt::Display for TrustError {
                  {expected} was listed"
             ),
             Self::NotInSnapshot { role } => {
-                write!(f, "The repository's snapshot does not list {role} metadata; refusing it")
+                write!(
+                    f,
+                    "The repository's snapshot does not list {role} metadata; refusing it"
+                )
             }
             Self::NotDelegated { role, delegator } => {
                 write!(f, "Role {role} is not delegated by {delegator}")
@@ -237,9 +271,12 @@ impl TrustedSet {
 
     /// The snapshot entry of the trusted timestamp (`snapshot.json`'s version, length, hashes).
     pub fn snapshot_listing(&self) -> Result<&schema::MetaFile, TrustError> {
-        let timestamp = self.timestamp.as_ref().ok_or_else(|| TrustError::OutOfOrder {
-            detail: "the snapshot before the timestamp".into(),
-        })?;
+        let timestamp = self
+            .timestamp
+            .as_ref()
+            .ok_or_else(|| TrustError::OutOfOrder {
+                detail: "the snapshot before the timestamp".into(),
+            })?;
         snapshot_entry(&timestamp.meta)
     }
 
@@ -248,24 +285,30 @@ impl TrustedSet {
     /// while this one still serves for the rollback checks). Signed by the root's snapshot keys; every role the
     /// trusted snapshot lists stays listed with a version not lower. Accepted as intermediate even when expired or
     /// not the version the timestamp names; the error then says so.
-    pub fn update_snapshot(&mut self, bytes: &[u8], from_local_store: bool) -> Result<(), TrustError> {
+    pub fn update_snapshot(
+        &mut self,
+        bytes: &[u8],
+        from_local_store: bool,
+    ) -> Result<(), TrustError> {
         if !self.targets.is_empty() {
             return Err(TrustError::OutOfOrder {
                 detail: "a snapshot update after targets were loaded".into(),
             });
         }
-        let timestamp = self.timestamp.as_ref().ok_or_else(|| TrustError::OutOfOrder {
-            detail: "the snapshot before the timestamp".into(),
-        })?;
+        let timestamp = self
+            .timestamp
+            .as_ref()
+            .ok_or_else(|| TrustError::OutOfOrder {
+                detail: "the snapshot before the timestamp".into(),
+            })?;
         self.check_expiry("timestamp", timestamp.meta.expires)?;
         let listing = snapshot_entry(&timestamp.meta)?.clone();
         if !from_local_store {
-            schema::check_length_and_hashes(bytes, listing.length, listing.hashes.as_ref()).map_err(
-                |detail| TrustError::HashMismatch {
+            schema::check_length_and_hashes(bytes, listing.length, listing.hashes.as_ref())
+                .map_err(|detail| TrustError::HashMismatch {
                     role: "snapshot".into(),
                     detail,
-                },
-            )?;
+                })?;
         }
         let new: Trusted<MetaListing> = parse_file(bytes, "snapshot")?;
         verify(&new.envelope, &self.root.meta, "snapshot", "snapshot")?;
@@ -290,9 +333,12 @@ impl TrustedSet {
 
     /// The snapshot is final (§5.5.4, §5.5.6): not expired, and the version the timestamp lists.
     pub fn check_final_snapshot(&self) -> Result<(), TrustError> {
-        let snapshot = self.snapshot.as_ref().ok_or_else(|| TrustError::OutOfOrder {
-            detail: "targets before the snapshot".into(),
-        })?;
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| TrustError::OutOfOrder {
+                detail: "targets before the snapshot".into(),
+            })?;
         self.check_expiry("snapshot", snapshot.meta.expires)?;
         let expected = self.snapshot_listing()?.version;
         if snapshot.meta.version != expected {
@@ -307,9 +353,12 @@ impl TrustedSet {
 
     /// The snapshot's entry for `role` ("targets" or a delegated role name).
     pub fn role_listing(&self, role: &str) -> Result<&schema::MetaFile, TrustError> {
-        let snapshot = self.snapshot.as_ref().ok_or_else(|| TrustError::OutOfOrder {
-            detail: "targets before the snapshot".into(),
-        })?;
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| TrustError::OutOfOrder {
+                detail: "targets before the snapshot".into(),
+            })?;
         snapshot
             .meta
             .meta
@@ -320,15 +369,20 @@ impl TrustedSet {
     /// §5.6: top-level targets (`delegator` "root") or a delegated role (`delegator` the trusted targets role that
     /// delegates it). Length and hashes as the snapshot lists them (if it does), signed by a threshold of the
     /// delegator's keys for the role, exactly the version the snapshot lists, not expired.
-    pub fn update_targets(&mut self, role: &str, delegator: &str, bytes: &[u8]) -> Result<(), TrustError> {
+    pub fn update_targets(
+        &mut self,
+        role: &str,
+        delegator: &str,
+        bytes: &[u8],
+    ) -> Result<(), TrustError> {
         self.check_final_snapshot()?;
         let listing = self.role_listing(role)?.clone();
-        schema::check_length_and_hashes(bytes, listing.length, listing.hashes.as_ref()).map_err(|detail| {
-            TrustError::HashMismatch {
+        schema::check_length_and_hashes(bytes, listing.length, listing.hashes.as_ref()).map_err(
+            |detail| TrustError::HashMismatch {
                 role: role.into(),
                 detail,
-            }
-        })?;
+            },
+        )?;
         let new: Trusted<TargetsMeta> = parse_file(bytes, "targets")?;
         if delegator == "root" {
             if role != TARGETS {
@@ -398,7 +452,10 @@ fn parse_root(bytes: &[u8]) -> Result<Trusted<RootMeta>, TrustError> {
     parse_file(bytes, "root")
 }
 
-fn parse_file<T: serde::de::DeserializeOwned>(bytes: &[u8], kind: &str) -> Result<Trusted<T>, TrustError> {
+fn parse_file<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    kind: &str,
+) -> Result<Trusted<T>, TrustError> {
     let (envelope, meta) = schema::parse(bytes, kind).map_err(|e| TrustError::Format {
         role: kind.into(),
         detail: e.0,
@@ -411,7 +468,12 @@ fn parse_file<T: serde::de::DeserializeOwned>(bytes: &[u8], kind: &str) -> Resul
 }
 
 /// Checks `envelope` against `root`'s keys for top-level role `key_role`; errors name `role`.
-fn verify(envelope: &Envelope, root: &RootMeta, key_role: &str, role: &str) -> Result<(), TrustError> {
+fn verify(
+    envelope: &Envelope,
+    root: &RootMeta,
+    key_role: &str,
+    role: &str,
+) -> Result<(), TrustError> {
     let keys: &RoleKeys = root.roles.get(key_role).ok_or_else(|| TrustError::Format {
         role: "root".into(),
         detail: format!("no \"{key_role}\" role"),

@@ -84,9 +84,11 @@ impl Client {
         reference_time: DateTime<Utc>,
         limits: MetadataLimits,
     ) -> Result<Self, TufError> {
-        let set = TrustedSet::new(shipped_root, reference_time).map_err(|e| TufError::BadTrustedRoot {
-            origin: "(the root this node ships)".into(),
-            detail: e.to_string(),
+        let set = TrustedSet::new(shipped_root, reference_time).map_err(|e| {
+            TufError::BadTrustedRoot {
+                origin: "(the root this node ships)".into(),
+                detail: e.to_string(),
+            }
         })?;
         let root_chain = vec![(set.root().meta.version, shipped_root.to_vec())];
         let mut client = Self {
@@ -155,9 +157,12 @@ impl Client {
                 .read_root(version, self.limits.root)
                 .map_err(TufError::store)?
                 .ok_or_else(|| self.damaged(&file, "listed but gone"))?;
-            self.set
-                .update_root(&bytes)
-                .map_err(|e| self.damaged(&file, format!("it does not chain from the shipped root: {e}")))?;
+            self.set.update_root(&bytes).map_err(|e| {
+                self.damaged(
+                    &file,
+                    format!("it does not chain from the shipped root: {e}"),
+                )
+            })?;
             self.root_chain.push((version, bytes));
         }
         Ok(())
@@ -172,19 +177,26 @@ impl Client {
                 break;
             };
             let old = self.set.root().meta.clone();
-            self.set.update_root(&bytes).map_err(|e| self.trust_error(e))?;
+            self.set
+                .update_root(&bytes)
+                .map_err(|e| self.trust_error(e))?;
             let new = &self.set.root().meta;
             // §5.3.11: a rotated timestamp or snapshot key makes the stored files useless for rollback checks
             // (an attacker holding the old key could have signed them); forget them before trusting the new root.
-            if role_keys_changed(&old, new, "timestamp") || role_keys_changed(&old, new, "snapshot") {
+            if role_keys_changed(&old, new, "timestamp") || role_keys_changed(&old, new, "snapshot")
+            {
                 for role in ["timestamp", "snapshot"] {
                     self.store.remove_role(role).map_err(TufError::store)?;
                 }
             }
-            self.store.write_root(next, &bytes).map_err(TufError::store)?;
+            self.store
+                .write_root(next, &bytes)
+                .map_err(TufError::store)?;
             self.root_chain.push((next, bytes));
         }
-        self.set.check_root_expiry().map_err(|e| self.trust_error(e))
+        self.set
+            .check_root_expiry()
+            .map_err(|e| self.trust_error(e))
     }
 
     /// §5.4.
@@ -204,10 +216,19 @@ impl Client {
         let bytes = fetch_bounded(&*self.transport, url.clone(), self.limits.timestamp)
             .await?
             .ok_or_else(|| not_found(&url))?;
-        match self.set.update_timestamp(&bytes).map_err(|e| self.trust_error(e))? {
-            TimestampUpdate::Updated => self.store.write_role("timestamp", &bytes).map_err(TufError::store),
+        match self
+            .set
+            .update_timestamp(&bytes)
+            .map_err(|e| self.trust_error(e))?
+        {
+            TimestampUpdate::Updated => self
+                .store
+                .write_role("timestamp", &bytes)
+                .map_err(TufError::store),
             TimestampUpdate::KeptTrusted => {
-                log::debug!("the repository's timestamp is the version this node trusts; keeping the trusted copy");
+                log::debug!(
+                    "the repository's timestamp is the version this node trusts; keeping the trusted copy"
+                );
                 Ok(())
             }
         }
@@ -231,7 +252,11 @@ impl Client {
                 Err(e) => return Err(self.damaged("snapshot.json", e)),
             }
         }
-        let listing = self.set.snapshot_listing().map_err(|e| self.trust_error(e))?.clone();
+        let listing = self
+            .set
+            .snapshot_listing()
+            .map_err(|e| self.trust_error(e))?
+            .clone();
         let name = if self.set.root().meta.consistent_snapshot {
             format!("{}.snapshot.json", listing.version)
         } else {
@@ -242,8 +267,12 @@ impl Client {
         let bytes = fetch_bounded(&*self.transport, url.clone(), max)
             .await?
             .ok_or_else(|| not_found(&url))?;
-        self.set.update_snapshot(&bytes, false).map_err(|e| self.trust_error(e))?;
-        self.store.write_role("snapshot", &bytes).map_err(TufError::store)
+        self.set
+            .update_snapshot(&bytes, false)
+            .map_err(|e| self.trust_error(e))?;
+        self.store
+            .write_role("snapshot", &bytes)
+            .map_err(TufError::store)
     }
 
     /// §5.6 for `role` as delegated by `delegator` ("root" for the top-level targets): the stored copy when it is
@@ -252,7 +281,11 @@ impl Client {
         if self.set.targets(role).is_some() {
             return Ok(());
         }
-        let listing = self.set.role_listing(role).map_err(|e| self.trust_error(e))?.clone();
+        let listing = self
+            .set
+            .role_listing(role)
+            .map_err(|e| self.trust_error(e))?
+            .clone();
         let file = role_file_name(role);
         if let Some(local) = self
             .store
@@ -261,7 +294,9 @@ impl Client {
         {
             match self.set.update_targets(role, delegator, &local) {
                 Ok(()) => {
-                    log::debug!("using the stored {role} metadata (the version the snapshot lists)");
+                    log::debug!(
+                        "using the stored {role} metadata (the version the snapshot lists)"
+                    );
                     return Ok(());
                 }
                 // Superseded, expired or re-keyed: fetch the repository's (rollback is guarded by snapshot).

@@ -25,8 +25,11 @@ impl tough::schema::Role for RawRole {
 
 /// `signed` signed by `keys`, as file bytes.
 pub(crate) fn sign(signed: &Value, keys: &[FixtureKey]) -> Vec<u8> {
-    let role = futures::executor::block_on(repo_fixtures::tuf_edit::sign_role(RawRole(signed.clone()), keys))
-        .expect("fixture keys sign");
+    let role = futures::executor::block_on(repo_fixtures::tuf_edit::sign_role(
+        RawRole(signed.clone()),
+        keys,
+    ))
+    .expect("fixture keys sign");
     serde_json::to_vec_pretty(&role).expect("serializable")
 }
 
@@ -56,9 +59,11 @@ pub(crate) fn root_value(
     root_threshold: u64,
 ) -> Value {
     let mut keys = serde_json::Map::new();
-    let all = root_keys
-        .iter()
-        .chain(&[FixtureKey::Targets1, FixtureKey::Snapshot1, FixtureKey::Timestamp1]);
+    let all = root_keys.iter().chain(&[
+        FixtureKey::Targets1,
+        FixtureKey::Snapshot1,
+        FixtureKey::Timestamp1,
+    ]);
     for &key in all {
         keys.insert(key_id(key), public_key(key));
     }
@@ -88,7 +93,12 @@ pub(crate) fn meta_entry(bytes: &[u8], version: u64) -> Value {
     })
 }
 
-pub(crate) fn timestamp_value(version: u64, expires: &str, snapshot: &[u8], snapshot_version: u64) -> Value {
+pub(crate) fn timestamp_value(
+    version: u64,
+    expires: &str,
+    snapshot: &[u8],
+    snapshot_version: u64,
+) -> Value {
     json!({
         "_type": "timestamp", "spec_version": "1.0.31", "version": version, "expires": expires,
         "meta": {"snapshot.json": meta_entry(snapshot, snapshot_version)},
@@ -103,7 +113,13 @@ pub(crate) fn snapshot_value(version: u64, expires: &str, roles: &[(&str, &[u8],
     json!({"_type": "snapshot", "spec_version": "1.0.31", "version": version, "expires": expires, "meta": meta})
 }
 
-pub(crate) fn targets_value(version: u64, expires: &str, targets: Value, delegations: Option<Value>) -> Value {
+#[allow(clippy::needless_pass_by_value)] // callers pass json!(…) literals
+pub(crate) fn targets_value(
+    version: u64,
+    expires: &str,
+    targets: Value,
+    delegations: Option<Value>,
+) -> Value {
     let mut v = json!({
         "_type": "targets", "spec_version": "1.0.31", "version": version, "expires": expires, "targets": targets,
     });
@@ -122,13 +138,20 @@ pub(crate) struct State {
 }
 
 pub(crate) fn state(timestamp: u64, snapshot: u64, targets: u64) -> State {
-    let root = sign(&root_value(1, &far_future(), &[FixtureKey::Root1], 1), &[FixtureKey::Root1]);
+    let root = sign(
+        &root_value(1, &far_future(), &[FixtureKey::Root1], 1),
+        &[FixtureKey::Root1],
+    );
     let targets_bytes = sign(
         &targets_value(targets, &far_future(), json!({}), None),
         &[FixtureKey::Targets1],
     );
     let snapshot_bytes = sign(
-        &snapshot_value(snapshot, &far_future(), &[("targets", &targets_bytes, targets)]),
+        &snapshot_value(
+            snapshot,
+            &far_future(),
+            &[("targets", &targets_bytes, targets)],
+        ),
         &[FixtureKey::Snapshot1],
     );
     let timestamp_bytes = sign(
@@ -146,7 +169,10 @@ pub(crate) fn state(timestamp: u64, snapshot: u64, targets: u64) -> State {
 fn loaded(s: &State) -> TrustedSet {
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.check_root_expiry().unwrap();
-    assert_eq!(set.update_timestamp(&s.timestamp), Ok(TimestampUpdate::Updated));
+    assert_eq!(
+        set.update_timestamp(&s.timestamp),
+        Ok(TimestampUpdate::Updated)
+    );
     set.update_snapshot(&s.snapshot, false).unwrap();
     set.update_targets(TARGETS, "root", &s.targets).unwrap();
     set
@@ -163,10 +189,19 @@ fn a_consistent_repository_loads_and_keeps_the_bytes_it_verified() {
 
 #[test]
 fn the_initial_root_must_be_signed_by_its_own_keys() {
-    let unsigned = sign(&root_value(1, &far_future(), &[FixtureKey::Root1], 1), &[FixtureKey::Root2]);
+    let unsigned = sign(
+        &root_value(1, &far_future(), &[FixtureKey::Root1], 1),
+        &[FixtureKey::Root2],
+    );
     let err = TrustedSet::new(&unsigned, now()).unwrap_err();
-    assert!(matches!(err, TrustError::Signature { ref role, .. } if role == "root"), "{err}");
-    assert!(err.to_string().contains("0 valid signature(s), 1 required"), "{err}");
+    assert!(
+        matches!(err, TrustError::Signature { ref role, .. } if role == "root"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("0 valid signature(s), 1 required"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,26 +210,46 @@ fn a_root_rotation_needs_the_old_and_the_new_threshold_and_exactly_the_next_vers
     let v2 = root_value(2, &far_future(), &[FixtureKey::Root2], 1);
     // Signed by the new key only: the trusted root's keys did not vouch for it.
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
-    let err = set.update_root(&sign(&v2, &[FixtureKey::Root2])).unwrap_err();
+    let err = set
+        .update_root(&sign(&v2, &[FixtureKey::Root2]))
+        .unwrap_err();
     assert!(matches!(err, TrustError::Signature { .. }), "{err}");
     // Signed by the old key only: the new root's own keys did not.
-    let err = set.update_root(&sign(&v2, &[FixtureKey::Root1])).unwrap_err();
+    let err = set
+        .update_root(&sign(&v2, &[FixtureKey::Root1]))
+        .unwrap_err();
     assert!(matches!(err, TrustError::Signature { .. }), "{err}");
     // Version 3 where 2 is due.
     let v3 = root_value(3, &far_future(), &[FixtureKey::Root2], 1);
     let err = set
         .update_root(&sign(&v3, &[FixtureKey::Root1, FixtureKey::Root2]))
         .unwrap_err();
-    assert_eq!(err, TrustError::RootVersion { trusted: 1, offered: 3 });
-    assert!(err.to_string().contains("2.root.json is version 3"), "{err}");
+    assert_eq!(
+        err,
+        TrustError::RootVersion {
+            trusted: 1,
+            offered: 3
+        }
+    );
+    assert!(
+        err.to_string().contains("2.root.json is version 3"),
+        "{err}"
+    );
     // Both: accepted.
-    set.update_root(&sign(&v2, &[FixtureKey::Root1, FixtureKey::Root2])).unwrap();
+    set.update_root(&sign(&v2, &[FixtureKey::Root1, FixtureKey::Root2]))
+        .unwrap();
     assert_eq!(set.root().meta.version, 2);
     // The same version again is not the next one.
     let err = set
         .update_root(&sign(&v2, &[FixtureKey::Root2]))
         .unwrap_err();
-    assert_eq!(err, TrustError::RootVersion { trusted: 2, offered: 2 });
+    assert_eq!(
+        err,
+        TrustError::RootVersion {
+            trusted: 2,
+            offered: 2
+        }
+    );
 }
 
 #[test]
@@ -202,13 +257,17 @@ fn an_expired_intermediate_root_is_fine_but_the_final_root_must_not_be_expired()
     let s = state(1, 1, 1);
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     let expired = root_value(2, "2020-01-01T00:00:00Z", &[FixtureKey::Root1], 1);
-    set.update_root(&sign(&expired, &[FixtureKey::Root1])).unwrap();
+    set.update_root(&sign(&expired, &[FixtureKey::Root1]))
+        .unwrap();
     assert_eq!(
         set.check_root_expiry(),
-        Err(TrustError::Expired { role: "root".into() })
+        Err(TrustError::Expired {
+            role: "root".into()
+        })
     );
     let fresh = root_value(3, &far_future(), &[FixtureKey::Root1], 1);
-    set.update_root(&sign(&fresh, &[FixtureKey::Root1])).unwrap();
+    set.update_root(&sign(&fresh, &[FixtureKey::Root1]))
+        .unwrap();
     set.check_root_expiry().unwrap();
 }
 
@@ -220,7 +279,11 @@ fn an_older_timestamp_or_one_naming_an_older_snapshot_is_a_rollback() {
     set.update_timestamp(&new.timestamp).unwrap();
     assert_eq!(
         set.update_timestamp(&old.timestamp),
-        Err(TrustError::Rollback { role: "timestamp".into(), trusted: 3, offered: 2 })
+        Err(TrustError::Rollback {
+            role: "timestamp".into(),
+            trusted: 3,
+            offered: 2
+        })
     );
     // A newer timestamp that names an older snapshot.
     let sneaky = sign(
@@ -229,9 +292,17 @@ fn an_older_timestamp_or_one_naming_an_older_snapshot_is_a_rollback() {
     );
     assert_eq!(
         set.update_timestamp(&sneaky),
-        Err(TrustError::Rollback { role: "snapshot".into(), trusted: 3, offered: 2 })
+        Err(TrustError::Rollback {
+            role: "snapshot".into(),
+            trusted: 3,
+            offered: 2
+        })
     );
-    assert_eq!(set.timestamp().unwrap().bytes, new.timestamp, "the trusted timestamp is kept");
+    assert_eq!(
+        set.timestamp().unwrap().bytes,
+        new.timestamp,
+        "the trusted timestamp is kept"
+    );
 }
 
 #[test]
@@ -241,9 +312,16 @@ fn a_same_version_timestamp_with_other_content_keeps_the_trusted_one() {
     assert_ne!(s.timestamp, other.timestamp);
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.update_timestamp(&s.timestamp).unwrap();
-    assert_eq!(set.update_timestamp(&other.timestamp), Ok(TimestampUpdate::KeptTrusted));
+    assert_eq!(
+        set.update_timestamp(&other.timestamp),
+        Ok(TimestampUpdate::KeptTrusted)
+    );
     assert_eq!(set.timestamp().unwrap().bytes, s.timestamp);
-    assert_eq!(set.snapshot_listing().unwrap().version, 3, "its snapshot is not followed");
+    assert_eq!(
+        set.snapshot_listing().unwrap().version,
+        3,
+        "its snapshot is not followed"
+    );
 }
 
 #[test]
@@ -256,7 +334,9 @@ fn an_expired_timestamp_is_refused_but_stays_for_rollback_checks() {
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     assert_eq!(
         set.update_timestamp(&expired),
-        Err(TrustError::Expired { role: "timestamp".into() })
+        Err(TrustError::Expired {
+            role: "timestamp".into()
+        })
     );
     let older = state(4, 4, 4);
     assert!(matches!(
@@ -266,7 +346,9 @@ fn an_expired_timestamp_is_refused_but_stays_for_rollback_checks() {
     // And the snapshot it names cannot be loaded on an expired timestamp.
     assert_eq!(
         set.update_snapshot(&s.snapshot, false),
-        Err(TrustError::Expired { role: "timestamp".into() })
+        Err(TrustError::Expired {
+            role: "timestamp".into()
+        })
     );
 }
 
@@ -277,7 +359,10 @@ fn a_snapshot_must_match_the_timestamps_listing_unless_it_is_the_nodes_own_copy(
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.update_timestamp(&s.timestamp).unwrap();
     let err = set.update_snapshot(&other.snapshot, false).unwrap_err();
-    assert!(matches!(err, TrustError::HashMismatch { ref role, .. } if role == "snapshot"), "{err}");
+    assert!(
+        matches!(err, TrustError::HashMismatch { ref role, .. } if role == "snapshot"),
+        "{err}"
+    );
     // From the local store the listing's hashes are not checked (a newer timestamp lists a newer snapshot), but
     // the version still is.
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
@@ -288,7 +373,11 @@ fn a_snapshot_must_match_the_timestamps_listing_unless_it_is_the_nodes_own_copy(
     set.update_timestamp(&newer.timestamp).unwrap();
     assert_eq!(
         set.update_snapshot(&s.snapshot, true),
-        Err(TrustError::VersionMismatch { role: "snapshot".into(), fetched: 2, expected: 3 })
+        Err(TrustError::VersionMismatch {
+            role: "snapshot".into(),
+            fetched: 2,
+            expected: 3
+        })
     );
     // ... it stays as intermediate: the repository's own snapshot v3 is then checked against it.
     set.update_snapshot(&newer.snapshot, false).unwrap();
@@ -301,14 +390,23 @@ fn a_snapshot_that_lowers_or_drops_a_role_version_is_a_rollback() {
     set.update_timestamp(&s.timestamp).unwrap();
     set.update_snapshot(&s.snapshot, true).unwrap();
     // A newer snapshot listing targets version 4.
-    let targets4 = sign(&targets_value(4, &far_future(), json!({}), None), &[FixtureKey::Targets1]);
+    let targets4 = sign(
+        &targets_value(4, &far_future(), json!({}), None),
+        &[FixtureKey::Targets1],
+    );
     let snapshot4 = sign(
         &snapshot_value(4, &far_future(), &[("targets", &targets4, 4)]),
         &[FixtureKey::Snapshot1],
     );
-    let timestamp4 = sign(&timestamp_value(4, &far_future(), &snapshot4, 4), &[FixtureKey::Timestamp1]);
+    let timestamp4 = sign(
+        &timestamp_value(4, &far_future(), &snapshot4, 4),
+        &[FixtureKey::Timestamp1],
+    );
     // The timestamp cannot be replaced once a snapshot is loaded: the workflow loads the timestamp first.
-    assert!(matches!(set.update_timestamp(&timestamp4), Err(TrustError::OutOfOrder { .. })));
+    assert!(matches!(
+        set.update_timestamp(&timestamp4),
+        Err(TrustError::OutOfOrder { .. })
+    ));
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.update_timestamp(&s.timestamp).unwrap();
     set.update_snapshot(&s.snapshot, true).unwrap();
@@ -319,15 +417,27 @@ fn a_snapshot_that_lowers_or_drops_a_role_version_is_a_rollback() {
     set2.timestamp = Some(parse_file(&timestamp4, "timestamp").unwrap());
     assert_eq!(
         set2.update_snapshot(&snapshot4, false),
-        Err(TrustError::Rollback { role: "targets".into(), trusted: 5, offered: 4 })
+        Err(TrustError::Rollback {
+            role: "targets".into(),
+            trusted: 5,
+            offered: 4
+        })
     );
     // A snapshot that drops a listed role.
-    let dropped = sign(&snapshot_value(4, &far_future(), &[]), &[FixtureKey::Snapshot1]);
-    let timestamp_dropped = sign(&timestamp_value(4, &far_future(), &dropped, 4), &[FixtureKey::Timestamp1]);
+    let dropped = sign(
+        &snapshot_value(4, &far_future(), &[]),
+        &[FixtureKey::Snapshot1],
+    );
+    let timestamp_dropped = sign(
+        &timestamp_value(4, &far_future(), &dropped, 4),
+        &[FixtureKey::Timestamp1],
+    );
     set.timestamp = Some(parse_file(&timestamp_dropped, "timestamp").unwrap());
     assert_eq!(
         set.update_snapshot(&dropped, false),
-        Err(TrustError::RoleRemoved { role: "targets".into() })
+        Err(TrustError::RoleRemoved {
+            role: "targets".into()
+        })
     );
 }
 
@@ -337,9 +447,15 @@ fn targets_must_be_listed_match_the_listing_and_be_signed_by_the_targets_keys() 
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.update_timestamp(&s.timestamp).unwrap();
     set.update_snapshot(&s.snapshot, false).unwrap();
-    let other = sign(&targets_value(1, &far_future(), json!({"x": {"length": 1, "hashes": {}}}), None), &[
-        FixtureKey::Targets1,
-    ]);
+    let other = sign(
+        &targets_value(
+            1,
+            &far_future(),
+            json!({"x": {"length": 1, "hashes": {}}}),
+            None,
+        ),
+        &[FixtureKey::Targets1],
+    );
     assert!(matches!(
         set.update_targets(TARGETS, "root", &other),
         Err(TrustError::HashMismatch { .. })
@@ -353,20 +469,30 @@ fn targets_must_be_listed_match_the_listing_and_be_signed_by_the_targets_keys() 
 
 #[test]
 fn a_targets_version_other_than_the_snapshots_is_refused() {
-    let targets = sign(&targets_value(2, &far_future(), json!({}), None), &[FixtureKey::Targets1]);
+    let targets = sign(
+        &targets_value(2, &far_future(), json!({}), None),
+        &[FixtureKey::Targets1],
+    );
     // The snapshot lists version 3 with these very bytes (so only the version differs).
     let snapshot = sign(
         &snapshot_value(1, &far_future(), &[("targets", &targets, 3)]),
         &[FixtureKey::Snapshot1],
     );
-    let timestamp = sign(&timestamp_value(1, &far_future(), &snapshot, 1), &[FixtureKey::Timestamp1]);
+    let timestamp = sign(
+        &timestamp_value(1, &far_future(), &snapshot, 1),
+        &[FixtureKey::Timestamp1],
+    );
     let s = state(1, 1, 1);
     let mut set = TrustedSet::new(&s.root, now()).unwrap();
     set.update_timestamp(&timestamp).unwrap();
     set.update_snapshot(&snapshot, false).unwrap();
     assert_eq!(
         set.update_targets(TARGETS, "root", &targets),
-        Err(TrustError::VersionMismatch { role: "targets".into(), fetched: 2, expected: 3 })
+        Err(TrustError::VersionMismatch {
+            role: "targets".into(),
+            fetched: 2,
+            expected: 3
+        })
     );
 }
 
@@ -386,10 +512,17 @@ pub(crate) fn delegating_state(role: &str, delegated_targets: Value) -> (State, 
         &[FixtureKey::Targets1],
     );
     let snapshot = sign(
-        &snapshot_value(1, &far_future(), &[("targets", &targets, 1), (role, &delegated, 1)]),
+        &snapshot_value(
+            1,
+            &far_future(),
+            &[("targets", &targets, 1), (role, &delegated, 1)],
+        ),
         &[FixtureKey::Snapshot1],
     );
-    let timestamp = sign(&timestamp_value(1, &far_future(), &snapshot, 1), &[FixtureKey::Timestamp1]);
+    let timestamp = sign(
+        &timestamp_value(1, &far_future(), &snapshot, 1),
+        &[FixtureKey::Timestamp1],
+    );
     let root = state(1, 1, 1).root;
     (
         State {
@@ -410,14 +543,21 @@ fn a_delegated_role_is_verified_with_its_delegators_keys() {
         set.update_targets("other", TARGETS, &delegated),
         Err(TrustError::NotInSnapshot { .. })
     ));
-    set.update_targets("a/../../b?#", TARGETS, &delegated).unwrap();
+    set.update_targets("a/../../b?#", TARGETS, &delegated)
+        .unwrap();
     // Signed by the top-level targets key instead of the delegated one: refused.
     let (s, _) = delegating_state("d", json!({}));
     let mut set = loaded(&s);
-    let forged = sign(&targets_value(1, &far_future(), json!({}), None), &[FixtureKey::Targets1]);
+    let forged = sign(
+        &targets_value(1, &far_future(), json!({}), None),
+        &[FixtureKey::Targets1],
+    );
     // (listed with the forged bytes' hash, so only the signature is wrong)
     let snapshot = set.snapshot.as_mut().unwrap();
-    snapshot.meta.meta.insert("d.json".into(), serde_json::from_value(meta_entry(&forged, 1)).unwrap());
+    snapshot.meta.meta.insert(
+        "d.json".into(),
+        serde_json::from_value(meta_entry(&forged, 1)).unwrap(),
+    );
     assert!(matches!(
         set.update_targets("d", TARGETS, &forged),
         Err(TrustError::Signature { ref role, .. }) if role == "d"
@@ -434,8 +574,11 @@ fn key_ids_need_not_be_the_hash_of_the_key_and_extra_fields_are_signed_as_receiv
     root["keys"]["abcdef"] = key;
     root["roles"]["root"]["keyids"] = json!(["abcdef"]);
     root["x-extra"] = json!({"b": 1, "a": [1, 2]});
-    let signed = futures::executor::block_on(repo_fixtures::tuf_edit::sign_role(RawRole(root), &[FixtureKey::Root1]))
-        .unwrap();
+    let signed = futures::executor::block_on(repo_fixtures::tuf_edit::sign_role(
+        RawRole(root),
+        &[FixtureKey::Root1],
+    ))
+    .unwrap();
     let mut file = serde_json::to_value(&signed).unwrap();
     file["signatures"][0]["keyid"] = json!("abcdef");
     let bytes = serde_json::to_vec(&file).unwrap();
@@ -453,11 +596,18 @@ fn hashes_every_supported_algorithm_at_least_one_known() {
     let sha256 = hex::encode(sha2::Sha256::digest(data));
     let sha512 = hex::encode(sha2::Sha512::digest(data));
     let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, h)| ((*a).to_string(), (*h).to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, h)| ((*a).to_string(), (*h).to_string()))
+            .collect()
     };
     schema::check_length_and_hashes(data, Some(7), Some(&map(&[("sha512", &sha512)]))).unwrap();
-    schema::check_length_and_hashes(data, Some(7), Some(&map(&[("sha256", &sha256), ("sha512", &sha512)])))
-        .unwrap();
+    schema::check_length_and_hashes(
+        data,
+        Some(7),
+        Some(&map(&[("sha256", &sha256), ("sha512", &sha512)])),
+    )
+    .unwrap();
     // A wrong sha512 beside a right sha256 is still a mismatch.
     let err = schema::check_length_and_hashes(
         data,
@@ -466,8 +616,12 @@ fn hashes_every_supported_algorithm_at_least_one_known() {
     )
     .unwrap_err();
     assert!(err.starts_with("sha512 is"), "{err}");
-    let err = schema::check_length_and_hashes(data, None, Some(&map(&[("md5", "00")]))).unwrap_err();
-    assert!(err.contains("none of the listed hash algorithms (md5)"), "{err}");
+    let err =
+        schema::check_length_and_hashes(data, None, Some(&map(&[("md5", "00")]))).unwrap_err();
+    assert!(
+        err.contains("none of the listed hash algorithms (md5)"),
+        "{err}"
+    );
     let err = schema::check_length_and_hashes(data, Some(8), None).unwrap_err();
     assert_eq!(err, "7 bytes where 8 were listed");
 }
@@ -476,9 +630,18 @@ fn hashes_every_supported_algorithm_at_least_one_known() {
 fn malformed_metadata_is_named() {
     for (bytes, want) in [
         (&b"not json"[..], "not a TUF metadata file"),
-        (br#"{"signed": [], "signatures": []}"#, "\"signed\" is not an object"),
-        (br#"{"signed": {"_type": "targets"}, "signatures": []}"#, "\"_type\" is \"targets\", expected \"root\""),
-        (br#"{"signed": {"_type": "root", "spec_version": "2.0.0"}, "signatures": []}"#, "unsupported spec_version"),
+        (
+            br#"{"signed": [], "signatures": []}"#,
+            "\"signed\" is not an object",
+        ),
+        (
+            br#"{"signed": {"_type": "targets"}, "signatures": []}"#,
+            "\"_type\" is \"targets\", expected \"root\"",
+        ),
+        (
+            br#"{"signed": {"_type": "root", "spec_version": "2.0.0"}, "signatures": []}"#,
+            "unsupported spec_version",
+        ),
     ] {
         let err = TrustedSet::new(bytes, now()).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
@@ -490,7 +653,11 @@ fn key_rotation_of_a_role_is_detected() {
     let one = root_value(1, &far_future(), &[FixtureKey::Root1], 1);
     let mut two = root_value(2, &far_future(), &[FixtureKey::Root1], 1);
     let one: RootMeta = serde_json::from_value(one).unwrap();
-    assert!(!role_keys_changed(&one, &serde_json::from_value(two.clone()).unwrap(), "timestamp"));
+    assert!(!role_keys_changed(
+        &one,
+        &serde_json::from_value(two.clone()).unwrap(),
+        "timestamp"
+    ));
     two["roles"]["timestamp"]["threshold"] = json!(2);
     let two: RootMeta = serde_json::from_value(two).unwrap();
     assert!(role_keys_changed(&one, &two, "timestamp"));
