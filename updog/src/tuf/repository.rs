@@ -145,6 +145,14 @@ impl Repository {
     /// Where `target` is fetched from: under the targets URL, each path segment URL-quoted, and with consistent
     /// snapshots the hash prefixed to the *file name* (`dir/<hash>.file`), as the spec says.
     pub fn target_url(&self, target: &FoundTarget) -> Result<Url, TufError> {
+        // A URL resolves `.`/`..` segments (quoted too: `%2E%2E` is `..` to a URL parser), so a listed `../x`
+        // would be fetched from outside the targets URL: refused.
+        if target.name.split('/').any(|s| s == "." || s == "..") {
+            return Err(TufError::BadTarget {
+                name: target.name.clone(),
+                detail: "its path has a '.' or '..' segment".into(),
+            });
+        }
         let mut segments: Vec<String> = target
             .name
             .split('/')
@@ -241,10 +249,17 @@ impl Repository {
             snapshot.bytes.clone(),
         ));
         files.push((versioned(top.meta.version, TARGETS), top.bytes.clone()));
+        remove_stale_roots(metadata_dir, self.client.root_chain().last().map_or(0, |(v, _)| *v))?;
         for (name, bytes) in &files {
             write_cache_file(&metadata_dir.join(name), bytes)?;
         }
         for name in targets {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(TufError::BadTarget {
+                    name: name.clone(),
+                    detail: "a cached target must be a plain file name".into(),
+                });
+            }
             let target = self.find_target(name).await?;
             if target.role != TARGETS {
                 // migrator's loader (tough) reads top-level targets only.
@@ -340,6 +355,33 @@ pub async fn check_cache(
             .into_vec()
             .await
             .map_err(tough_error)?;
+    }
+    Ok(())
+}
+
+/// Removes `N.root.json` files above `newest` from an earlier update's cache (another repository's roots, say):
+/// migrator's loader would try them as the next root and fail at boot.
+fn remove_stale_roots(metadata_dir: &Path, newest: u64) -> Result<(), TufError> {
+    let io_error = |source| TufError::Datastore {
+        path: metadata_dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(metadata_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error)?;
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".root.json"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v > newest);
+        if stale {
+            std::fs::remove_file(entry.path()).map_err(io_error)?;
+        }
     }
     Ok(())
 }

@@ -485,6 +485,15 @@ fn a_target_with_only_sha512_or_both_hashes_is_verified_by_each() {
 
 #[test]
 fn consistent_snapshot_target_urls_prefix_the_file_name_and_keep_directories() {
+    let mut climbing = TestRepo::new(false);
+    climbing.add_target("targets", "a/../../x", b"x", &["sha256"]);
+    climbing.publish();
+    let node = Node::new();
+    let mut repository = node.load(&climbing).unwrap();
+    let target = block_on(repository.find_target("a/../../x")).unwrap();
+    let err = repository.target_url(&target).unwrap_err().to_string();
+    assert!(err.contains("'a/../../x'") && err.contains("'..' segment"), "{err}");
+
     let mut repo = TestRepo::new(true);
     repo.add_target("targets", "path/to/file.txt", b"deep", &["sha256"]);
     repo.publish();
@@ -656,6 +665,10 @@ fn the_migrator_cache_holds_exactly_the_verified_metadata_even_if_the_repository
     assert!(
         metadata.join("1.snapshot.json").is_file() && !metadata.join("2.snapshot.json").exists()
     );
+    // A root left by an earlier update from another repository would be tried next by migrator: removed.
+    std::fs::write(metadata.join("2.root.json"), b"another repository's root").unwrap();
+    block_on(repository.cache(&metadata, &targets, &names)).unwrap();
+    assert!(!metadata.join("2.root.json").exists());
     block_on(check_cache(&repo.root, &metadata, &targets, &names)).unwrap();
     // The offline check catches a cache migrator could not load.
     std::fs::remove_file(metadata.join("1.snapshot.json")).unwrap();
