@@ -63,6 +63,9 @@ pub struct ChainOptions {
     pub wave_start: DateTime<Utc>,
     /// A built-in wave policy name of update-metadata (`default`, `accelerated`, `slow-roll`, `ohno`).
     pub wave_policy: String,
+    /// The ROOT image's size in MiB (see [`release_images_sized`]); [`DEFAULT_ROOT_MIB`] keeps the small, fast
+    /// images every test uses.
+    pub root_mib: u64,
 }
 
 impl Default for ChainOptions {
@@ -70,6 +73,7 @@ impl Default for ChainOptions {
         Self {
             wave_start: "2026-01-01T00:00:00Z".parse().expect("valid fixed time"),
             wave_policy: "default".into(),
+            root_mib: DEFAULT_ROOT_MIB,
         }
     }
 }
@@ -142,14 +146,49 @@ pub fn release_images(
     trusted_root_json: &[u8],
     scratch: &Path,
 ) -> Result<OsImages, ChainError> {
+    release_images_sized(
+        variant,
+        arch,
+        version,
+        trusted_root_json,
+        scratch,
+        DEFAULT_ROOT_MIB,
+    )
+}
+
+/// [`release_images`] with a ROOT of `root_mib` MiB (at least [`DEFAULT_ROOT_MIB`]). Above the default, ROOT also
+/// carries [`ROOT_CONTENT_PERCENT`] % of its size in generated files (`images::write_content`, seeded by the
+/// release), so its lz4 target compresses about as a real root does and a download has something to interrupt;
+/// a node needs [`layout_for_root_mib`] to hold it.
+pub fn release_images_sized(
+    variant: &str,
+    arch: &str,
+    version: &str,
+    trusted_root_json: &[u8],
+    scratch: &Path,
+    root_mib: u64,
+) -> Result<OsImages, ChainError> {
+    snafu::ensure!(
+        (DEFAULT_ROOT_MIB..=MAX_ROOT_MIB).contains(&root_mib),
+        RootSizeSnafu { root_mib }
+    );
+    let root_size = root_mib << 20;
+    let content_bytes = if root_mib > DEFAULT_ROOT_MIB {
+        // Whole 4 KiB blocks, so the files fill what they claim; a small ROOT keeps room for ext4's journal
+        // (4 MiB below 128 MiB) and metadata.
+        (root_size / 100 * ROOT_CONTENT_PERCENT).min(root_size - (6 << 20)) / 4096 * 4096
+    } else {
+        0
+    };
     let spec = OsImageSpec {
         variant: variant.into(),
         arch: arch.into(),
         version: version.into(),
         build_id: BUILD_ID.into(),
         updog_root_json: trusted_root_json.to_vec(),
-        root_size: ROOT_IMAGE_SIZE,
+        root_size,
         boot_size: BOOT_IMAGE_SIZE,
+        content_bytes,
     };
     images::build_os_images(&spec, scratch).context(ImagesSnafu {
         release: format!("{variant} {arch} {version}"),
@@ -159,6 +198,24 @@ pub fn release_images(
 /// Image sizes: they fill the test layout's partitions (`LayoutSizes::for_tests()`: BOOT 2 MiB, ROOT 8 MiB).
 pub const ROOT_IMAGE_SIZE: u64 = 8 << 20;
 pub const BOOT_IMAGE_SIZE: u64 = 2 << 20;
+
+/// The default ROOT size in MiB: [`ROOT_IMAGE_SIZE`], only os-release and root.json inside.
+pub const DEFAULT_ROOT_MIB: u64 = ROOT_IMAGE_SIZE >> 20;
+/// The largest ROOT a fixture builds (upstream's 2 GiB OS image has 920 MiB of ROOT per set).
+pub const MAX_ROOT_MIB: u64 = 4096;
+/// How much of a large ROOT the generated content fills; the rest is ext4's journal, metadata and free space.
+pub const ROOT_CONTENT_PERCENT: u64 = 70;
+
+/// A test disk layout whose ROOT partitions hold a `root_mib` MiB ROOT image and HASH partitions its dm-verity
+/// tree (32 bytes per 4 KiB block, about 1/128 of the data, plus the upper levels and the superblock).
+pub fn layout_for_root_mib(root_mib: u64) -> crate::disk::LayoutSizes {
+    let default = crate::disk::LayoutSizes::for_tests();
+    crate::disk::LayoutSizes {
+        root: root_mib.max(default.root),
+        hash: (root_mib / 120 + 1).max(default.hash),
+        ..default
+    }
+}
 
 /// The fixture chain's trusted root.json (root v1), exactly as every fixture's `root.json` holds it.
 pub async fn fixture_root_json() -> Result<Vec<u8>, ChainError> {
@@ -344,7 +401,14 @@ pub async fn build_chain_with_migrations(
             for arch in ARCHES {
                 let names = image_names(variant, arch, release);
                 let scratch = step_inputs.join(format!("scratch-{variant}-{arch}"));
-                let images = release_images(variant, arch, release, &root_json, &scratch)?;
+                let images = release_images_sized(
+                    variant,
+                    arch,
+                    release,
+                    &root_json,
+                    &scratch,
+                    options.root_mib,
+                )?;
                 for (image, name) in [
                     (&images.boot, &names.boot),
                     (&images.root, &names.root),
@@ -455,6 +519,10 @@ pub enum ChainError {
         #[snafu(source(from(tuftool_config::Error, Box::new)))]
         source: Box<tuftool_config::Error>,
     },
+    #[snafu(display(
+        "A ROOT image of {root_mib} MiB: fixture ROOTs are {DEFAULT_ROOT_MIB} to {MAX_ROOT_MIB} MiB"
+    ))]
+    RootSize { root_mib: u64 },
     #[snafu(display("A root version must be at least 1"))]
     ZeroVersion,
     #[snafu(display("No target named '{name}' in {}", dir.display()))]

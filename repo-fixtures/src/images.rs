@@ -32,6 +32,9 @@ pub struct OsImageSpec {
     pub root_size: u64,
     /// Size of the BOOT filesystem in bytes (a multiple of 4096).
     pub boot_size: u64,
+    /// Bytes of generated content ([`write_content`]) to put in ROOT under [`CONTENT_DIR`] besides the two
+    /// files; 0 for none (the small default images).
+    pub content_bytes: u64,
 }
 
 impl OsImageSpec {
@@ -66,6 +69,14 @@ pub fn build_os_images(spec: &OsImageSpec, scratch: &Path) -> Result<OsImages, I
     }
     write(&lib_dir.join("os-release"), spec.os_release().as_bytes())?;
     write(&updog_dir.join("root.json"), &spec.updog_root_json)?;
+    if spec.content_bytes > 0 {
+        let seed = fnv1a(format!("{}/{}/{}", spec.variant, spec.arch, spec.version).as_bytes());
+        write_content(
+            &tree.join(CONTENT_DIR.trim_start_matches('/')),
+            spec.content_bytes,
+            seed,
+        )?;
+    }
 
     let root_img = scratch.join("root.ext4");
     make_ext4(&tree, &root_img, spec.root_size)?;
@@ -87,6 +98,121 @@ pub fn build_os_images(spec: &OsImageSpec, scratch: &Path) -> Result<OsImages, I
         root: read(&root_img)?,
         hash: read(&hash_img)?,
         root_hash,
+    })
+}
+
+/// Where a ROOT image's generated content lives.
+pub const CONTENT_DIR: &str = "/usr/share/fixture-content";
+
+/// The largest generated file: big enough that a large ROOT needs few inodes (mke2fs gets `-N 128`), small enough
+/// that a modest one still has several of each kind.
+const CONTENT_FILE_MAX: u64 = 4 << 20;
+
+/// Writes `total` bytes of files into `dir`, deterministic from `seed`, that compress with lz4 about as a real root
+/// filesystem does (2-3x): alternately text (`doc-NNN.txt`: lines of words from a fixed made-up vocabulary) and
+/// binary-ish data (`lib-NNN.so`: runs of random bytes, the incompressible part of code and compressed assets,
+/// between runs of small structured records, like tables and relocations).
+pub fn write_content(dir: &Path, total: u64, seed: u64) -> Result<(), ImageError> {
+    std::fs::create_dir_all(dir).context(IoSnafu { path: dir })?;
+    let mut rng = XorShift(seed | 1);
+    let vocabulary: Vec<Vec<u8>> = (0..2048)
+        .map(|_| {
+            let len = 3 + rng.below(8);
+            (0..len).map(|_| b'a' + rng.byte_below(26)).collect()
+        })
+        .collect();
+    let file_size = (total / 16).clamp(4096, CONTENT_FILE_MAX);
+    let mut written = 0u64;
+    let mut index = 0u32;
+    while written < total {
+        let size = file_size.min(total - written);
+        let capacity = usize::try_from(size).expect("a content file fits in memory");
+        let (name, data) = if index.is_multiple_of(2) {
+            (
+                format!("doc-{index:03}.txt"),
+                text(&mut rng, &vocabulary, capacity),
+            )
+        } else {
+            (format!("lib-{index:03}.so"), binary(&mut rng, capacity))
+        };
+        write(&dir.join(name), &data)?;
+        written += size;
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Lines of 6-15 words from `vocabulary`, `len` bytes.
+fn text(rng: &mut XorShift, vocabulary: &[Vec<u8>], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        let words = 6 + rng.below(10);
+        for w in 0..words {
+            if w > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(rng.pick(vocabulary).as_slice());
+        }
+        out.push(b'\n');
+    }
+    out.truncate(len);
+    out
+}
+
+/// Alternating runs: random bytes, then records of a small counter, a tag from a short list and zero padding.
+fn binary(rng: &mut XorShift, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 4096);
+    let mut counter = rng.next();
+    while out.len() < len {
+        let random_run = 256 + rng.below(1024);
+        for _ in 0..random_run / 8 {
+            out.extend_from_slice(&rng.next().to_le_bytes());
+        }
+        let records = 16 + rng.below(64);
+        for _ in 0..records {
+            counter = counter.wrapping_add(1 + rng.below(4));
+            // The low 32 bits: a record field, as in a relocation table.
+            out.extend_from_slice(&counter.to_le_bytes()[..4]);
+            out.extend_from_slice(&[0x48, 0x89, 0xe5, rng.byte_below(4), 0, 0, 0, 0]);
+            out.extend_from_slice(&[0; 4]);
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// A small deterministic generator (xorshift64): the content only has to look varied, and be the same every build.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `0..n` (`n` > 0; the slight modulo bias does not matter here).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn byte_below(&mut self, n: u8) -> u8 {
+        u8::try_from(self.below(u64::from(n))).expect("below a u8")
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        let index = self.below(items.len() as u64);
+        &items[usize::try_from(index).expect("below a slice length")]
+    }
+}
+
+/// FNV-1a: a seed from a release's name, the same on every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -265,6 +391,7 @@ mod tests {
             updog_root_json: br#"{"signed":{}}"#.to_vec(),
             root_size: 8 << 20,
             boot_size: 2 << 20,
+            content_bytes: 0,
         }
     }
 

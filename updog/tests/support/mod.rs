@@ -75,6 +75,7 @@ pub fn chain_with_waves(out: &Path, wave_start: DateTime<Utc>) -> Vec<FixtureRep
             &ChainOptions {
                 wave_start,
                 wave_policy: "default".into(),
+                ..ChainOptions::default()
             },
         ))
         .expect("build the chain")
