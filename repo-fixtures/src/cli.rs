@@ -5,11 +5,12 @@ use crate::attacks::{self, ATTACKS, AttackError};
 use crate::chain::{self, ChainOptions, RELEASES};
 use crate::http::{FaultServer, FaultServerError};
 use crate::lifecycle::{self, Binaries, LifecycleError};
+use crate::node_dir::{self, NodeDirError, NodeSpec};
 use clap::{Args, Parser, Subcommand};
 use snafu::{ResultExt, Snafu};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,77 @@ pub enum Command {
     /// over HTTP, the real binaries): 1.0.0 → boot → check → update → reboot → migrate → mark, then on through the
     /// API (apiserver, apiclient update apply --reboot) → reboot → migrate → mark.
     Demo(DemoArgs),
+    /// A simulated node kept in a directory, to build, boot and poke at by hand.
+    Node(NodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Build a node in DIR (disk-image file DIR/disk.img, sysroot DIR/sysroot) with a release installed in set A,
+    /// booted once (bootloader, dm-verity, migrator, mark-successful-boot).
+    Create(NodeCreateArgs),
+    /// Boot the node: the bootloader's pick, dm-verity, migrator, mark-successful-boot.
+    Boot(NodeBootArgs),
+    /// Show the partition sets' GPT bits, the booted set, the booted release and the datastore's version.
+    Status(NodeStatusArgs),
+    /// Publish the fixture releases into DIR/repo, point the node's updog.toml at them and serve them over HTTP
+    /// until killed (then: updog --sysroot DIR/sysroot check-update).
+    Serve(NodeServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeCreateArgs {
+    /// The node's directory (created if missing; must not hold a node yet).
+    pub dir: PathBuf,
+    /// The release to install: 1.0.0, 1.1.0 or 1.2.0.
+    #[arg(long, default_value = RELEASES[0])]
+    pub version: String,
+    /// The size of the releases' ROOT images in MiB; the node's partitions are laid out to hold them.
+    #[arg(long, default_value_t = chain::DEFAULT_ROOT_MIB, value_parser = root_mib_parser())]
+    pub root_mib: u64,
+    /// Where the node's binaries are (see `demo --bin-dir`); default: build them with cargo.
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeBootArgs {
+    /// The node's directory.
+    pub dir: PathBuf,
+    /// Where migrator is (see `demo --bin-dir`); default: build the node's binaries with cargo.
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeStatusArgs {
+    /// The node's directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeServeArgs {
+    /// The node's directory.
+    pub dir: PathBuf,
+    /// The port to serve on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// The size of the published ROOT images in MiB; default: the size the node was created for.
+    #[arg(long, value_parser = root_mib_parser())]
+    pub root_mib: Option<u64>,
+    /// Where the fixture migrations are (see `demo --bin-dir`); default: build them with cargo.
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+fn root_mib_parser() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(chain::DEFAULT_ROOT_MIB..=chain::MAX_ROOT_MIB)
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +115,9 @@ pub struct BuildArgs {
     pub name: String,
     /// Where to build: a fixture directory (`root.json`, `metadata/`, `targets/`), or for `all` a directory of them.
     pub out: PathBuf,
+    /// The size of the releases' ROOT images in MiB (above the default they carry generated, compressible content).
+    #[arg(long, default_value_t = chain::DEFAULT_ROOT_MIB, value_parser = root_mib_parser())]
+    pub root_mib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +178,12 @@ pub enum CliError {
         source: Box<LifecycleError>,
     },
 
+    #[snafu(display("The simulated node failed"))]
+    Node {
+        #[snafu(source(from(NodeDirError, Box::new)))]
+        source: Box<NodeDirError>,
+    },
+
     #[snafu(display("Failed to start the async runtime"))]
     Runtime { source: io::Error },
 
@@ -116,6 +197,81 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Build(args) => build(&args),
         Command::List => list(),
         Command::Demo(args) => demo(&args),
+        Command::Node(args) => match args.command {
+            NodeCommand::Create(args) => node_create(&args),
+            NodeCommand::Boot(args) => node_boot(&args),
+            NodeCommand::Status(args) => node_status(&args),
+            NodeCommand::Serve(args) => node_serve(&args),
+        },
+    }
+}
+
+fn binaries(bin_dir: Option<&Path>) -> Result<Binaries, CliError> {
+    match bin_dir {
+        Some(bin_dir) => Binaries::in_dir(bin_dir),
+        None => Binaries::build(),
+    }
+    .context(LifecycleSnafu)
+}
+
+fn node_create(args: &NodeCreateArgs) -> Result<(), CliError> {
+    let binaries = binaries(args.bin_dir.as_deref())?;
+    let spec = NodeSpec {
+        version: args.version.clone(),
+        root_mib: args.root_mib,
+    };
+    let (node, booted) = node_dir::create(&args.dir, &spec, &binaries).context(NodeSnafu)?;
+    println!(
+        "Created a node in {}: disk image {}, sysroot {}, release {} in set A ({} MiB ROOT)",
+        args.dir.display(),
+        node.disk().display(),
+        node.sysroot().display(),
+        spec.version,
+        spec.root_mib
+    );
+    println!("{}", node_dir::describe_boot(&booted));
+    Ok(())
+}
+
+fn node_boot(args: &NodeBootArgs) -> Result<(), CliError> {
+    let (node, _) = node_dir::open(&args.dir).context(NodeSnafu)?;
+    let binaries = binaries(args.bin_dir.as_deref())?;
+    let booted = lifecycle::boot_and_settle(&node, &binaries).context(LifecycleSnafu)?;
+    println!("{}", node_dir::describe_boot(&booted));
+    Ok(())
+}
+
+fn node_status(args: &NodeStatusArgs) -> Result<(), CliError> {
+    let (node, _) = node_dir::open(&args.dir).context(NodeSnafu)?;
+    let status = node_dir::status(&node).context(NodeSnafu)?;
+    println!("{status}");
+    Ok(())
+}
+
+/// Prints the base URL first (flushed, for a parent process), then how to use it; serves until killed.
+fn node_serve(args: &NodeServeArgs) -> Result<(), CliError> {
+    let binaries = binaries(args.bin_dir.as_deref())?;
+    let (node, published) =
+        node_dir::serve(&args.dir, &binaries, args.port, args.root_mib).context(NodeSnafu)?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{}", published.server.base_url()).context(StdoutSnafu)?;
+    writeln!(
+        stdout,
+        "Serving releases {} (metadata {}, targets {}); {} points at them. Try:\n  updog --sysroot {} check-update\n  updog --sysroot {} update --image {}\n  repo-fixtures node boot {}",
+        RELEASES.join(", "),
+        published.metadata_url,
+        published.targets_url,
+        node.sysroot().join("etc/updog.toml").display(),
+        node.sysroot().display(),
+        node.sysroot().display(),
+        RELEASES[RELEASES.len() - 1],
+        args.dir.display()
+    )
+    .context(StdoutSnafu)?;
+    stdout.flush().context(StdoutSnafu)?;
+    // The server's own threads do the serving; this one only keeps it alive.
+    loop {
+        thread::park();
     }
 }
 
@@ -174,7 +330,11 @@ fn build(args: &BuildArgs) -> Result<(), CliError> {
         }
         // Build the chain beside the output, then keep the one that was asked for.
         let scratch = tempfile::tempdir().context(DemoDirSnafu)?;
-        let steps = chain::build_chain(scratch.path(), &ChainOptions::default())
+        let options = ChainOptions {
+            root_mib: args.root_mib,
+            ..ChainOptions::default()
+        };
+        let steps = chain::build_chain(scratch.path(), &options)
             .await
             .map_err(|source| AttackError::Chain { source })
             .context(BuildSnafu { out: &args.out })?;
@@ -204,11 +364,7 @@ fn demo(args: &DemoArgs) -> Result<(), CliError> {
             .context(DemoDirSnafu)?
             .keep(),
     };
-    let binaries = match &args.bin_dir {
-        Some(bin_dir) => Binaries::in_dir(bin_dir),
-        None => Binaries::build(),
-    }
-    .context(LifecycleSnafu)?;
+    let binaries = binaries(args.bin_dir.as_deref())?;
     println!(
         "The whole update lifecycle on a simulated node, in {}",
         dir.display()
@@ -283,5 +439,52 @@ mod tests {
             (args.port, args.bind.to_string()),
             (8080, "::1".to_string())
         );
+    }
+
+    #[test]
+    fn node_create_defaults_to_the_first_release_and_small_roots() {
+        let cli = Cli::try_parse_from(["repo-fixtures", "node", "create", "n"])
+            .expect("valid command line");
+        let Command::Node(NodeArgs {
+            command: NodeCommand::Create(args),
+        }) = cli.command
+        else {
+            panic!("parsed as node create")
+        };
+        assert_eq!(
+            (args.dir, args.version.as_str(), args.root_mib, args.bin_dir),
+            (PathBuf::from("n"), "1.0.0", chain::DEFAULT_ROOT_MIB, None)
+        );
+    }
+
+    #[test]
+    fn root_sizes_outside_the_fixture_range_are_refused() {
+        for args in [
+            ["repo-fixtures", "build", "chain", "out", "--root-mib", "4"],
+            [
+                "repo-fixtures",
+                "build",
+                "chain",
+                "out",
+                "--root-mib",
+                "5000",
+            ],
+            ["repo-fixtures", "node", "create", "n", "--root-mib", "0"],
+            ["repo-fixtures", "node", "serve", "n", "--root-mib", "7"],
+        ] {
+            let error = Cli::try_parse_from(args).expect_err("out of range");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+        }
+        let cli =
+            Cli::try_parse_from(["repo-fixtures", "build", "chain", "out", "--root-mib", "64"])
+                .expect("in range");
+        let Command::Build(args) = cli.command else {
+            panic!("parsed as build")
+        };
+        assert_eq!(args.root_mib, 64);
     }
 }

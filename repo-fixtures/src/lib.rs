@@ -16,6 +16,7 @@
 //! - [`gpt_tools`]: `cgpt` and `sgdisk` as independent readers of the GPT bits.
 //! - [`tool`]: running a system tool and reporting its failure.
 //! - [`node`]: the simulated node (sysroot + disk) and its boot (the bootloader rule, `proc/cmdline`).
+//! - [`node_dir`]: a simulated node kept in a directory for `repo-fixtures node create|boot|status|serve`.
 
 pub mod api;
 pub mod attacks;
@@ -31,6 +32,7 @@ pub mod lifecycle;
 pub mod loop_device;
 pub mod nginx;
 pub mod node;
+pub mod node_dir;
 pub mod require;
 pub mod tool;
 pub mod tuf_edit;

@@ -174,14 +174,22 @@ pub struct Published {
 
 /// Builds the fixture chain under `dir/repo` with `binaries`' migrations and serves it on `port` (0: any).
 pub fn publish(dir: &Path, binaries: &Binaries, port: u16) -> Result<Published, LifecycleError> {
+    publish_with(dir, binaries, port, &ChainOptions::default())
+}
+
+/// [`publish`] with the chain built with `options` (e.g. a larger ROOT).
+pub fn publish_with(
+    dir: &Path,
+    binaries: &Binaries,
+    port: u16,
+    options: &ChainOptions,
+) -> Result<Published, LifecycleError> {
     let runtime = runtime(dir)?;
     let repo_dir = dir.join("repo");
     let payloads = binaries.migration_payloads()?;
     let steps = runtime
         .block_on(chain::build_chain_with_migrations(
-            &repo_dir,
-            &ChainOptions::default(),
-            &payloads,
+            &repo_dir, options, &payloads,
         ))
         .context(ChainSnafu)?;
     let newest: FixtureRepo = steps.last().expect("the chain has steps").clone();
@@ -212,22 +220,44 @@ pub fn install_node(
     published: &Published,
     binaries: &Binaries,
 ) -> Result<Node, LifecycleError> {
+    let node = install_release(
+        dir,
+        binaries,
+        RELEASES[0],
+        &INITIAL_SETTINGS,
+        chain::DEFAULT_ROOT_MIB,
+    )?;
+    write_updog_toml(&node, &published.metadata_url, &published.targets_url)?;
+    Ok(node)
+}
+
+/// [`install_node`] without a repository (no updog.toml yet): `version` in set A of a disk laid out for a
+/// `root_mib` MiB ROOT ([`chain::layout_for_root_mib`]), a datastore with `settings` (in `version`'s schema), and
+/// the apiserver's config. Not booted yet.
+pub fn install_release(
+    dir: &Path,
+    binaries: &Binaries,
+    version: &str,
+    settings: &[(&str, &str)],
+    root_mib: u64,
+) -> Result<Node, LifecycleError> {
     let runtime = runtime(dir)?;
-    let node = Node::create(dir).context(NodeSnafu)?;
+    let builder = crate::disk::DiskBuilder::new().sizes(chain::layout_for_root_mib(root_mib));
+    let (node, _) = Node::create_with(dir, &builder).context(NodeSnafu)?;
     let root_json = runtime
         .block_on(chain::fixture_root_json())
         .context(ChainSnafu)?;
-    let first = chain::release_images(
+    let first = chain::release_images_sized(
         VARIANTS[0],
         node_arch(),
-        RELEASES[0],
+        version,
         &root_json,
         &dir.join("scratch"),
+        root_mib,
     )
     .context(ChainSnafu)?;
     node.install(SetSelect::A, &first).context(NodeSnafu)?;
-    create_datastore(&datastore_dir(&node), RELEASES[0], &INITIAL_SETTINGS)?;
-    write_updog_toml(&node, &published.metadata_url, &published.targets_url)?;
+    create_datastore(&datastore_dir(&node), version, settings)?;
     write_apiserver_toml(&node, binaries)?;
     Ok(node)
 }
@@ -457,7 +487,7 @@ fn apiclient_ok(
 }
 
 /// The node's arch as the fixture chain names it (updog uses the build's arch).
-fn node_arch() -> &'static str {
+pub fn node_arch() -> &'static str {
     if std::env::consts::ARCH == "aarch64" {
         "aarch64"
     } else {
@@ -471,7 +501,9 @@ fn updog_args(node: &Node, command: &[&str]) -> Vec<std::ffi::OsString> {
     args
 }
 
-fn write_updog_toml(
+/// Points the node's updog at a repository (`etc/updog.toml`: these URLs, [`DEMO_SEED`], latest, the node's disk),
+/// replacing the file atomically.
+pub fn write_updog_toml(
     node: &Node,
     metadata_url: &url::Url,
     targets_url: &url::Url,
@@ -485,7 +517,9 @@ fn write_updog_toml(
     writeln!(text, "ignore_waves = false").expect("String");
     writeln!(text, "disk = \"{}\"", node.disk().display()).expect("String");
     std::fs::create_dir_all(path.parent().expect("etc")).context(IoSnafu { path: &path })?;
-    std::fs::write(&path, text).context(IoSnafu { path: &path })
+    // Rewritten on a node that updog may be reading (`repo-fixtures node serve`): never half a file.
+    nodeio::atomic::write_atomically(&path, text.as_bytes())
+        .context(AtomicWriteSnafu { path: &path })
 }
 
 /// The apiserver's config on the simulated node: this workspace's thar-be-updates, and a reboot command that only
@@ -607,6 +641,11 @@ pub enum LifecycleError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[snafu(display("Failed to write {}: {source}", path.display()))]
+    AtomicWrite {
+        path: PathBuf,
+        source: nodeio::atomic::AtomicWriteError,
     },
     #[snafu(display("Missing binaries in {}: {missing} (build them: cargo build -p updog -p migrator -p apiserver -p thar-be-updates -p apiclient --bins --features migrator/test-hooks)", dir.display()))]
     MissingBinaries { dir: PathBuf, missing: String },

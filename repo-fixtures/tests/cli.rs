@@ -164,3 +164,258 @@ fn demo_runs_the_whole_update_lifecycle() {
         "\"settings survive updates\"".into()
     )));
 }
+
+/// The workspace's binaries beside this package's (see `demo_runs_the_whole_update_lifecycle`); `None` (after
+/// saying why) when they are not built and this is not CI.
+fn node_binaries(test: &str) -> Option<std::path::PathBuf> {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+        .parent()
+        .expect("target dir")
+        .to_owned();
+    if let Err(missing) = repo_fixtures::lifecycle::Binaries::in_dir(&bin_dir) {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "CI must build the workspace's binaries (cargo test --workspace): {missing}"
+        );
+        eprintln!("SKIPPED {test}: {missing}");
+        return None;
+    }
+    Some(bin_dir)
+}
+
+fn node_tools() -> bool {
+    ["mke2fs", "veritysetup", "debugfs"]
+        .iter()
+        .all(|t| repo_fixtures::require::require_tool(t))
+}
+
+/// Runs `repo-fixtures ARGS…`, requiring success; returns stdout.
+fn repo_fixtures_ok(args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+        .args(args)
+        .output()
+        .expect("run repo-fixtures");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "repo-fixtures {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn updog_ok(bin_dir: &std::path::Path, sysroot: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(bin_dir.join("updog"))
+        .arg("--sysroot")
+        .arg(sysroot)
+        .args(args)
+        .output()
+        .expect("run updog");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "updog {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn node_create_status_serve_update_boot_by_hand() {
+    if !node_tools() {
+        return;
+    }
+    let Some(bin_dir) = node_binaries("node_create_status_serve_update_boot_by_hand") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("node");
+    let (d, b) = (dir.as_os_str(), bin_dir.as_os_str());
+
+    // A node with room for 24 MiB ROOTs, release 1.0.0 booted once.
+    let created = repo_fixtures_ok(&[
+        "node".as_ref(),
+        "create".as_ref(),
+        d,
+        "--root-mib".as_ref(),
+        "24".as_ref(),
+        "--bin-dir".as_ref(),
+        b,
+    ]);
+    assert!(
+        created.contains("release 1.0.0 in set A (24 MiB ROOT)"),
+        "{created}"
+    );
+    assert!(created.contains("Bootloader picked set A"), "{created}");
+    assert!(
+        created.contains("Booted aws-dev 1.0.0: dm-verity OK"),
+        "{created}"
+    );
+    let status = repo_fixtures_ok(&["node".as_ref(), "status".as_ref(), d]);
+    for expected in [
+        "Set A:      priority 1, tries left 0, successful yes\n",
+        "Set B:      priority 0, tries left 0, successful no (will not boot)\n",
+        "Booted:     set A\n",
+        "os-release: aws-dev 1.0.0\n",
+        "Datastore:  1.0.0",
+    ] {
+        assert!(
+            status.contains(expected),
+            "missing {expected:?} in:\n{status}"
+        );
+    }
+
+    // Serve the releases in the background; updog on the node finds them.
+    let mut server = Running(
+        Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+            .args([
+                "node".as_ref(),
+                "serve".as_ref(),
+                d,
+                "--bin-dir".as_ref(),
+                b,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start repo-fixtures node serve"),
+    );
+    let mut stdout = BufReader::new(server.0.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read the URL line");
+    let url = url::Url::parse(line.trim()).expect("the first line is a URL");
+    let updog_toml = std::fs::read_to_string(dir.join("sysroot/etc/updog.toml")).unwrap();
+    assert!(
+        updog_toml.contains(&format!(
+            "metadata_base_url = \"{url}chain-1.2.0/metadata/\""
+        )),
+        "{updog_toml}"
+    );
+    let sysroot = dir.join("sysroot");
+    let check = updog_ok(&bin_dir, &sysroot, &["check-update"]);
+    assert_eq!(check.trim(), "aws-dev 1.2.0");
+    let update = updog_ok(&bin_dir, &sysroot, &["update"]);
+    assert!(update.contains("Update applied: aws-dev 1.2.0"), "{update}");
+    // The published ROOT is the node's 24 MiB one.
+    let root = tmp
+        .path()
+        .join("node/repo/chain-1.2.0/targets")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with("aws-dev-x86_64-1.2.0-fixture-root.ext4.lz4")
+        })
+        .expect("the 1.2.0 ROOT target");
+    let decoded = std::io::copy(
+        &mut lz4_flex::frame::FrameDecoder::new(std::fs::File::open(root).unwrap()),
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    assert_eq!(decoded, 24 << 20);
+    drop(server);
+
+    // The reboot: set B, 1.2.0, settings migrated twice over.
+    let booted = repo_fixtures_ok(&["node".as_ref(), "boot".as_ref(), d, "--bin-dir".as_ref(), b]);
+    assert!(
+        booted.contains("Bootloader picked set B (BOOT partition 8: priority 2, tries left 1 → 0"),
+        "{booted}"
+    );
+    assert!(
+        booted.contains("Booted aws-dev 1.2.0: dm-verity OK"),
+        "{booted}"
+    );
+    let status = repo_fixtures_ok(&["node".as_ref(), "status".as_ref(), d]);
+    for expected in [
+        "Set B:      priority 2, tries left 0, successful yes\n",
+        "Booted:     set B\n",
+        "os-release: aws-dev 1.2.0\n",
+        "Datastore:  1.2.0",
+    ] {
+        assert!(
+            status.contains(expected),
+            "missing {expected:?} in:\n{status}"
+        );
+    }
+    let settings = repo_fixtures::lifecycle::read_settings(
+        &dir.join("sysroot/var/lib/bottlerocket/datastore"),
+    )
+    .unwrap();
+    assert!(settings.contains(&("settings.network.hostname".into(), "\"demo-node\"".into())));
+}
+
+#[test]
+fn node_create_installs_a_chosen_release_and_refuses_an_existing_node() {
+    if !node_tools() {
+        return;
+    }
+    let Some(bin_dir) =
+        node_binaries("node_create_installs_a_chosen_release_and_refuses_an_existing_node")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("node");
+    let (d, b) = (dir.as_os_str(), bin_dir.as_os_str());
+    let create = [
+        "node".as_ref(),
+        "create".as_ref(),
+        d,
+        "--version".as_ref(),
+        "1.2.0".as_ref(),
+        "--bin-dir".as_ref(),
+        b,
+    ];
+    let created = repo_fixtures_ok(&create);
+    assert!(created.contains("Booted aws-dev 1.2.0"), "{created}");
+    // A 1.2.0 node's settings are in 1.2.0's schema, so its first boot's migrator has nothing to do.
+    let settings = repo_fixtures::lifecycle::read_settings(
+        &dir.join("sysroot/var/lib/bottlerocket/datastore"),
+    )
+    .unwrap();
+    assert!(settings.contains(&("settings.network.hostname".into(), "\"demo-node\"".into())));
+
+    let again = Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+        .args(create)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already holds a node"), "{stderr}");
+
+    // A node laid out for 8 MiB ROOTs cannot be served 16 MiB ones.
+    let serve = Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+        .args([
+            "node".as_ref(),
+            "serve".as_ref(),
+            d,
+            "--root-mib".as_ref(),
+            "16".as_ref(),
+            "--bin-dir".as_ref(),
+            b,
+        ])
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stderr.contains("A 16 MiB ROOT does not fit"), "{stderr}");
+}
+
+#[test]
+fn node_commands_refuse_a_directory_without_a_node() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for command in ["status", "boot"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_repo-fixtures"))
+            .args(["node", command])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("Not a node directory"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("fixture-node.json"), "{command}: {stderr}");
+    }
+}
