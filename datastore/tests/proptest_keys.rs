@@ -40,7 +40,10 @@ fn check_parsed(key_type: KeyType, name: &str) -> Result<(), TestCaseError> {
     // Each segment's file name decodes back to it.
     for segment in key.segments() {
         let encoded = encode_path_component(segment);
-        prop_assert_eq!(&decode_path_component(&encoded, Path::new("live")).unwrap(), segment);
+        prop_assert_eq!(
+            &decode_path_component(&encoded, Path::new("live")).unwrap(),
+            segment
+        );
     }
     Ok(())
 }

@@ -9,8 +9,26 @@ use std::path::Path;
 /// comments and line ends far more often than uniformly random text would.
 fn shellish_text() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "A", "_", "1", "=", "\"", "'", "\\", " ", "\t", "#", "\n", "\r", "$", "`", "é", "\u{a0}", "\u{2028}", "\0",
-        "VARIANT_ID=", "VERSION_ID=",
+        "A",
+        "_",
+        "1",
+        "=",
+        "\"",
+        "'",
+        "\\",
+        " ",
+        "\t",
+        "#",
+        "\n",
+        "\r",
+        "$",
+        "`",
+        "é",
+        "\u{a0}",
+        "\u{2028}",
+        "\0",
+        "VARIANT_ID=",
+        "VERSION_ID=",
     ]);
     prop::collection::vec(pieces, 0..64).prop_map(|pieces| pieces.concat())
 }

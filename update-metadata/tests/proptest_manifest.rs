@@ -32,26 +32,36 @@ fn waves() -> impl Strategy<Value = BTreeMap<u32, DateTime<Utc>>> {
 }
 
 fn version() -> impl Strategy<Value = Version> {
-    (any::<u64>(), 0u64..100, 0u64..100, "(-[a-z][a-z0-9]{0,3})?").prop_map(|(major, minor, patch, pre)| {
-        Version::parse(&format!("{major}.{minor}.{patch}{pre}")).unwrap()
-    })
+    (any::<u64>(), 0u64..100, 0u64..100, "(-[a-z][a-z0-9]{0,3})?").prop_map(
+        |(major, minor, patch, pre)| {
+            Version::parse(&format!("{major}.{minor}.{patch}{pre}")).unwrap()
+        },
+    )
 }
 
 fn update() -> impl Strategy<Value = Update> {
-    ("[a-z-]{1,10}", "x86_64|aarch64", version(), version(), waves(), "[a-z0-9.-]{1,20}").prop_map(
-        |(variant, arch, version, max_version, waves, name)| Update {
-            variant,
-            arch,
-            version,
-            max_version,
-            waves,
-            images: Images {
-                boot: format!("{name}-boot.ext4.lz4"),
-                root: format!("{name}-root.ext4.lz4"),
-                hash: format!("{name}-root.verity.lz4"),
-            },
-        },
+    (
+        "[a-z-]{1,10}",
+        "x86_64|aarch64",
+        version(),
+        version(),
+        waves(),
+        "[a-z0-9.-]{1,20}",
     )
+        .prop_map(
+            |(variant, arch, version, max_version, waves, name)| Update {
+                variant,
+                arch,
+                version,
+                max_version,
+                waves,
+                images: Images {
+                    boot: format!("{name}-boot.ext4.lz4"),
+                    root: format!("{name}-root.ext4.lz4"),
+                    hash: format!("{name}-root.verity.lz4"),
+                },
+            },
+        )
 }
 
 fn manifest() -> impl Strategy<Value = Manifest> {
@@ -63,7 +73,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             0..4,
         ),
     )
-        .prop_map(|(updates, migrations)| Manifest { updates, migrations })
+        .prop_map(|(updates, migrations)| Manifest {
+            updates,
+            migrations,
+        })
 }
 
 /// A JSON string as a hostile publisher might put where a version, a wave key or time, or a migration key goes.
@@ -108,7 +121,13 @@ fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
         });
     (
         prop::collection::vec(update, 0..3),
-        prop::collection::vec((hostile_string(), prop::collection::vec(hostile_string(), 0..2)), 0..3),
+        prop::collection::vec(
+            (
+                hostile_string(),
+                prop::collection::vec(hostile_string(), 0..2),
+            ),
+            0..3,
+        ),
     )
         .prop_map(|(updates, migrations)| {
             let migrations: serde_json::Map<String, Value> =
@@ -122,7 +141,10 @@ fn use_manifest(manifest: &Manifest, seed: u32, now: DateTime<Utc>) -> Result<()
     let _ = manifest.unordered_waves();
     for update in &manifest.updates {
         let _ = update.update_wave(seed);
-        prop_assert_eq!(update.update_ready(seed, now), update_ready(&update.waves, seed, now));
+        prop_assert_eq!(
+            update.update_ready(seed, now),
+            update_ready(&update.waves, seed, now)
+        );
         check_waves(&update.waves, seed, now)?;
     }
     // What was read is written back and read again unchanged.
@@ -140,11 +162,17 @@ fn check_waves(
 ) -> Result<(), TestCaseError> {
     let _ = update_wave(waves, seed);
     let at = ready_at(waves, seed);
-    prop_assert_eq!(update_ready(waves, seed, now), at.is_none_or(|at| now >= at));
+    prop_assert_eq!(
+        update_ready(waves, seed, now),
+        at.is_none_or(|at| now >= at)
+    );
     if let Some(at) = at {
         let earliest = waves.values().min().unwrap();
         let latest = waves.values().max().unwrap();
-        prop_assert!(*earliest <= at && at <= *latest, "{at} outside {earliest}..{latest}");
+        prop_assert!(
+            *earliest <= at && at <= *latest,
+            "{at} outside {earliest}..{latest}"
+        );
     }
     Ok(())
 }
