@@ -62,6 +62,10 @@ pub enum Error {
         source: gptman::Error,
     },
 
+    /// A copy whose checksums match but whose geometry no reader should trust (see `table::read_table`).
+    #[snafu(display("Refusing the GPT on {}: {problems}", path.display()))]
+    UnsafeTable { path: PathBuf, problems: String },
+
     #[snafu(display(
         "Refusing to write the partition table of {}: afterwards no set would boot ({boot_entries}). The table is unchanged.",
         path.display()

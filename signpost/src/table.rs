@@ -34,8 +34,171 @@ pub enum TableCopy {
 }
 
 /// Reads the partition table: the primary copy, else the backup.
+///
+/// gptman trusts a header whose checksum matches: an entry size other than 128 or an entry array past the disk's
+/// end makes it panic or allocate without bound, and used entries that all start at LBA 0 make its alignment
+/// search panic. Such a copy can be forged (both CRCs are public arithmetic), so each copy is screened first
+/// ([`screen_copy`]) and one that fails is hidden from gptman, which then reads the other; when neither is left,
+/// the error names what was wrong with each.
 pub fn read_table(file: &mut File, path: &Path) -> Result<GPT, Error> {
-    GPT::find_from(file).context(error::ReadTableSnafu { path })
+    let disk_len = file
+        .seek(SeekFrom::End(0))
+        .context(error::TableIoSnafu { path, what: "size" })?;
+    let mut hidden = Vec::new();
+    let mut problems = Vec::new();
+    // The places gptman's `find_from` looks: LBA 1 and the last LBA, with 512- then 4096-byte sectors.
+    for sector_size in [512u64, 4096] {
+        let Some(last_lba) = (disk_len / sector_size).checked_sub(1) else {
+            continue;
+        };
+        for (copy, lba) in [("primary", 1), ("backup", last_lba)] {
+            if let Err(problem) = screen_copy(file, disk_len, sector_size, lba) {
+                hidden.push(lba * sector_size);
+                problems.push(format!(
+                    "{copy} header at LBA {lba} ({sector_size}-byte sectors): {problem}"
+                ));
+            }
+        }
+    }
+    let mut screened = Screened {
+        file,
+        len: disk_len,
+        hidden: &hidden,
+        position: 0,
+    };
+    GPT::find_from(&mut screened).map_err(|source| {
+        if problems.is_empty() {
+            Error::ReadTable {
+                path: path.to_owned(),
+                source,
+            }
+        } else {
+            Error::UnsafeTable {
+                path: path.to_owned(),
+                problems: problems.join("; "),
+            }
+        }
+    })
+}
+
+/// The size of a GPT entry as gptman reads it (and as every GPT written in practice has).
+const ENTRY_SIZE: u64 = 128;
+/// The most entries a screened copy may declare: far above the 128 of every real table, far below what would hurt.
+const MAX_ENTRIES: u64 = 4096;
+
+/// Checks the copy whose header is at `lba` for what gptman cannot survive; `Ok` for a copy gptman will refuse on
+/// its own (no signature, a bad checksum) or can read. Entries are checked only when their array's checksum
+/// matches (gptman reads no further otherwise): each used one within the usable LBAs, its start not after its end.
+fn screen_copy(file: &File, disk_len: u64, sector_size: u64, lba: u64) -> Result<(), String> {
+    let mut header = [0u8; 92];
+    if file.read_exact_at(&mut header, lba * sector_size).is_err() || &header[..8] != b"EFI PART" {
+        return Ok(());
+    }
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes(header[at..at + 4].try_into().unwrap()));
+    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
+    let mut zeroed = header;
+    zeroed[16..20].fill(0);
+    if u32_at(12) != 92 || u32_at(16) != u64::from(crc32(&zeroed)) {
+        return Ok(());
+    }
+    let sectors = disk_len / sector_size;
+    let (first_usable, last_usable) = (u64_at(40), u64_at(48));
+    let (array_lba, entries, entry_size) = (u64_at(72), u32_at(80), u32_at(84));
+    if entry_size != ENTRY_SIZE {
+        return Err(format!("entry size {entry_size}, not {ENTRY_SIZE}"));
+    }
+    if entries > MAX_ENTRIES {
+        return Err(format!("{entries} entries, more than {MAX_ENTRIES}"));
+    }
+    let array_len = entries * ENTRY_SIZE;
+    let array_start = array_lba
+        .checked_mul(sector_size)
+        .filter(|start| {
+            start
+                .checked_add(array_len)
+                .is_some_and(|end| end <= disk_len)
+        })
+        .ok_or_else(|| format!("entry array at LBA {array_lba} does not fit on the disk"))?;
+    if !(first_usable <= last_usable && last_usable < sectors) {
+        return Err(format!(
+            "usable LBAs {first_usable}..={last_usable} not on a disk of {sectors} sectors"
+        ));
+    }
+    let mut array = vec![0u8; usize::try_from(array_len).map_err(|e| e.to_string())?];
+    if file.read_exact_at(&mut array, array_start).is_err()
+        || u32_at(88) != u64::from(crc32(&array))
+    {
+        return Ok(());
+    }
+    for (index, entry) in array.chunks_exact(128).enumerate() {
+        let lba_at = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().unwrap());
+        let (start, end) = (lba_at(32), lba_at(40));
+        if entry[..16] != [0; 16] && !(first_usable <= start && start <= end && end <= last_usable)
+        {
+            return Err(format!(
+                "entry {} spans LBAs {start}..={end}, outside the usable {first_usable}..={last_usable}",
+                index + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// CRC-32 (IEEE), as GPT checksums its header and entry array.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The disk as gptman reads it: a header sector that failed [`screen_copy`] reads as zeros (no signature), so
+/// gptman goes on to the other copy.
+struct Screened<'a> {
+    file: &'a File,
+    /// The disk's length (a block device's metadata says 0).
+    len: u64,
+    /// Byte offsets of hidden header sectors; gptman reads a header as 92 bytes from its sector's start.
+    hidden: &'a [u64],
+    position: u64,
+}
+
+impl Read for Screened<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.file.read_at(buf, self.position)?;
+        for &start in self.hidden {
+            // The overlap of [start, start + 92) with what was read.
+            let from = start.max(self.position);
+            let to = (start + 92).min(self.position + read as u64);
+            if from < to {
+                let (from, to) = (from - self.position, to - self.position);
+                buf[usize::try_from(from).unwrap()..usize::try_from(to).unwrap()].fill(0);
+            }
+        }
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
+impl Seek for Screened<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let base = match pos {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => self.len.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        self.position =
+            base.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before byte 0"))?;
+        Ok(self.position)
+    }
 }
 
 /// The copy `table` was read from.

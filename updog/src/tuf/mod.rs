@@ -179,11 +179,12 @@ impl TufError {
         match error {
             TrustError::Format { role, detail } => TufError::BadMetadata { role, detail },
             TrustError::Signature { role, detail } => TufError::Signature { role, detail },
+            // Saturating: a root at u64::MAX (which has no successor) must not overflow the message.
             TrustError::RootVersion { trusted, offered } => TufError::RootRollback {
-                file: format!("{}.root.json", trusted + 1),
+                file: format!("{}.root.json", trusted.saturating_add(1)),
                 trusted,
                 offered,
-                expected: trusted + 1,
+                expected: trusted.saturating_add(1),
             },
             TrustError::Rollback {
                 role,
@@ -248,10 +249,10 @@ fn classify(error: &ToughError, datastore: &Path) -> Option<TufError> {
             new_version,
             ..
         } if *role == tough::schema::RoleType::Root => TufError::RootRollback {
-            file: format!("{}.root.json", current_version + 1),
+            file: format!("{}.root.json", current_version.saturating_add(1)),
             trusted: *current_version,
             offered: *new_version,
-            expected: current_version + 1,
+            expected: current_version.saturating_add(1),
         },
         E::OlderMetadata {
             role,

@@ -171,7 +171,10 @@ impl Client {
     /// §5.3: walk the repository's root chain.
     async fn update_root(&mut self) -> Result<(), TufError> {
         for _ in 0..MAX_ROOT_ROTATIONS {
-            let next = self.set.root().meta.version + 1;
+            // A root at u64::MAX has no successor to fetch.
+            let Some(next) = self.set.root().meta.version.checked_add(1) else {
+                break;
+            };
             let url = self.url(&format!("{next}.root.json"))?;
             let Some(bytes) = fetch_bounded(&*self.transport, url, self.limits.root).await? else {
                 break;
