@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::{self, Error, Result};
 use crate::fetch::ResumingTransport;
 use crate::lock::UpdogLock;
+use crate::records::{self, RolledBack};
 use crate::release::Release;
 use crate::select::{self, Decision, NoUpdate, UpdateQuery};
 use crate::sysroot::Sysroot;
@@ -41,23 +42,29 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// The node as check-update sees it: config, release, and paths.
+/// The node as check-update sees it: config, release, the versions it fell back from, and paths.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub sysroot: Sysroot,
     pub config: Config,
     pub release: Release,
+    /// `/var/lib/updog/rolled-back.json`: skipped by selection unless named with `--image`.
+    pub rolled_back: Vec<RolledBack>,
 }
 
 impl Node {
-    /// Reads updog.toml and os-release under `sysroot`.
+    /// Reads updog.toml, os-release and the rolled-back versions under `sysroot`.
     pub fn load(sysroot: Sysroot) -> Result<Self> {
         let config = Config::load(&sysroot.updog_toml()).context(error::ConfigSnafu)?;
         let release = Release::load(&sysroot.os_release()).context(error::ReleaseSnafu)?;
+        let rolled_back = records::read_rolled_back(&sysroot.rolled_back())
+            .context(error::RecordsSnafu)?
+            .versions;
         Ok(Self {
             sysroot,
             config,
             release,
+            rolled_back,
         })
     }
 
@@ -131,6 +138,7 @@ impl CheckOptions {
             now,
             version_lock: &node.config.version_lock,
             image: self.image.as_ref(),
+            rolled_back: &node.rolled_back,
         }
     }
 }
@@ -152,12 +160,13 @@ pub fn report(
     query: &UpdateQuery<'_>,
     options: &CheckOptions,
 ) -> Result<Output> {
+    let skipped = skipped_notes(manifest, query);
     if options.all {
         let updates = select::applicable_updates(manifest, query);
         return Ok(if options.json {
             Output {
                 stdout: pretty_json(&updates)?,
-                stderr: String::new(),
+                stderr: skipped,
             }
         } else {
             // Upstream prints the list on stderr.
@@ -166,6 +175,7 @@ pub fn report(
                 stderr: updates
                     .iter()
                     .map(|u| format!("{}\n", full_version(u)))
+                    .chain(std::iter::once(skipped))
                     .collect(),
             }
         });
@@ -177,7 +187,7 @@ pub fn report(
             } else {
                 format!("{}\n", full_version(update))
             },
-            stderr: String::new(),
+            stderr: skipped,
         }),
         Decision::NoUpdate(why) => error::NoUpdateSnafu {
             reason: explain(&why, query),
@@ -186,8 +196,39 @@ pub fn report(
     }
 }
 
+/// One line on stderr per update left out only because this node fell back from it, so a list or a choice never
+/// hides a version silently.
+fn skipped_notes(manifest: &Manifest, query: &UpdateQuery<'_>) -> String {
+    let unfiltered = UpdateQuery {
+        rolled_back: &[],
+        ..query.clone()
+    };
+    select::applicable_updates(manifest, &unfiltered)
+        .into_iter()
+        .filter_map(|update| {
+            query
+                .skipped_as_rolled_back(&update.version)
+                .map(|record| format!("Skipping {}\n", rolled_back_reason(update, record)))
+        })
+        .collect()
+}
+
+/// "aws-dev 1.2.0 was rolled back on this node (…)".
+fn rolled_back_reason(update: &Update, record: &RolledBack) -> String {
+    format!(
+        "{} was rolled back on this node (a boot of it from BOOT partition {} was not marked successful and the \
+         node fell back; recorded {}); use --image {} to take it anyway",
+        full_version(update),
+        record.boot_partuuid,
+        record
+            .recorded_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        update.version
+    )
+}
+
 /// The reason after "No update available: " (none when simply up to date, as upstream).
-pub(crate) fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<String> {
+pub(crate) fn explain(why: &NoUpdate<'_, '_>, query: &UpdateQuery<'_>) -> Option<String> {
     match why {
         NoUpdate::UpToDate => None,
         NoUpdate::LockedToCurrent => Some(format!(
@@ -198,6 +239,7 @@ pub(crate) fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<Str
             "version {version} is not offered for variant '{}', arch '{}'",
             query.variant, query.arch
         )),
+        NoUpdate::RolledBack { update, record } => Some(rolled_back_reason(update, record)),
         NoUpdate::WaitingForWave { update, ready_at } => Some(format!(
             "{} is in a later wave for this node (seed {}); it becomes available at {} \
              (use --now to ignore waves)",
@@ -279,6 +321,7 @@ mod tests {
             now: now(),
             version_lock: &lock,
             image: options.image.as_ref(),
+            rolled_back: &[],
         };
         report(&manifest(), &query, options)
     }
