@@ -206,9 +206,13 @@ fn skipped_notes(manifest: &Manifest, query: &UpdateQuery<'_>) -> String {
     select::applicable_updates(manifest, &unfiltered)
         .into_iter()
         .filter_map(|update| {
-            query
-                .skipped_as_rolled_back(&update.version)
-                .map(|record| format!("Skipping {}\n", rolled_back_reason(update, record)))
+            query.skipped_as_rolled_back(&update.version).map(|record| {
+                format!(
+                    "Skipping {}: rolled back on this node ({})\n",
+                    full_version(update),
+                    rollback_details(update, record)
+                )
+            })
         })
         .collect()
 }
@@ -216,9 +220,17 @@ fn skipped_notes(manifest: &Manifest, query: &UpdateQuery<'_>) -> String {
 /// "aws-dev 1.2.0 was rolled back on this node (…)".
 fn rolled_back_reason(update: &Update, record: &RolledBack) -> String {
     format!(
-        "{} was rolled back on this node (a boot of it from BOOT partition {} was not marked successful and the \
-         node fell back; recorded {}); use --image {} to take it anyway",
+        "{} was rolled back on this node ({})",
         full_version(update),
+        rollback_details(update, record)
+    )
+}
+
+/// Why and when a version was recorded as rolled back, and how to take it anyway.
+fn rollback_details(update: &Update, record: &RolledBack) -> String {
+    format!(
+        "its boot from BOOT partition {} was never marked successful and the node fell back; recorded {}; use \
+         --image {} to take it anyway",
         record.boot_partuuid,
         record
             .recorded_at
@@ -440,5 +452,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+    }
+
+    #[test]
+    fn a_rolled_back_version_is_explained_and_left_out_of_lists_with_a_note() {
+        let current: Version = "1.1.0".parse().unwrap();
+        let lock = VersionLock::Latest;
+        let rolled_back = [RolledBack {
+            version: "1.2.0".parse().unwrap(),
+            boot_partuuid: "0f6a1c52-cd0b-4c55-9f2e-4d3c2b1a0f9e".into(),
+            recorded_at: now(),
+        }];
+        let query = |image: Option<&'static Version>| UpdateQuery {
+            variant: "aws-dev",
+            arch: "x86_64",
+            current: &current,
+            seed: 0,
+            ignore_waves: true,
+            now: now(),
+            version_lock: &lock,
+            image,
+            rolled_back: &rolled_back,
+        };
+        let details = "its boot from BOOT partition 0f6a1c52-cd0b-4c55-9f2e-4d3c2b1a0f9e was never marked \
+                       successful and the node fell back; recorded 2030-01-01T00:00:00Z; use --image 1.2.0 to take \
+                       it anyway";
+        let error = report(&manifest(), &query(None), &CheckOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("No update available: aws-dev 1.2.0 was rolled back on this node ({details})")
+        );
+
+        let options = CheckOptions {
+            all: true,
+            json: true,
+            ..Default::default()
+        };
+        let out = report(&manifest(), &query(None), &options).unwrap();
+        let list: Vec<Update> = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|u| u.version.to_string())
+                .collect::<Vec<_>>(),
+            ["1.1.0"]
+        );
+        assert_eq!(
+            out.stderr,
+            format!("Skipping aws-dev 1.2.0: rolled back on this node ({details})\n")
+        );
+
+        static IMAGE: std::sync::LazyLock<Version> =
+            std::sync::LazyLock::new(|| "1.2.0".parse().unwrap());
+        let out = report(&manifest(), &query(Some(&IMAGE)), &CheckOptions::default()).unwrap();
+        assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+        assert_eq!(out.stderr, "");
     }
 }
