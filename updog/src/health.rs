@@ -220,7 +220,7 @@ impl Captured {
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
                 while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                    let mut kept = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut kept = buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     let room = OUTPUT_LIMIT.saturating_sub(kept.len());
                     kept.extend_from_slice(&chunk[..n.min(room)]);
                 }
@@ -239,7 +239,7 @@ impl Captured {
                 let _ = reader.join();
             }
         }
-        let kept = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         kept.clone()
     }
 }
