@@ -138,7 +138,13 @@ pub fn run(cli: &Cli) -> Result<Output> {
 /// when this returns. Returns the reboot command to run, if one is due.
 fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
     let sysroot = Sysroot::new(&cli.sysroot);
-    let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
+    let lock = if cli.command == Command::MarkSuccessfulBoot {
+        // The boot's mark waits out a short overlap with another updog instead of being lost to it.
+        health::wait_for_updog_lock(&sysroot.lock_file())
+    } else {
+        UpdogLock::acquire(&sysroot.lock_file())
+    }
+    .context(error::LockSnafu)?;
     if let Command::UpdateApply | Command::UpdateRevert | Command::MarkSuccessfulBoot = cli.command
     {
         // Upstream needs no config for these: they only change the boot flags. updog.toml is read

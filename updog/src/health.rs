@@ -46,6 +46,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How often a running check is polled for its exit.
 const POLL: Duration = Duration::from_millis(10);
 
+/// How long `mark-successful-boot` waits for updog's lock or the disk's while another holds it (a check-update from
+/// the API, a signpost command): a short overlap must not cost the boot its mark.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// The environment variable a check finds the node's root in (`/` on a real node).
 pub const SYSROOT_ENV: &str = "UPDOG_SYSROOT";
 
@@ -220,7 +224,9 @@ impl Captured {
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
                 while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                    let mut kept = buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut kept = buffer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let room = OUTPUT_LIMIT.saturating_sub(kept.len());
                     kept.extend_from_slice(&chunk[..n.min(room)]);
                 }
@@ -239,7 +245,10 @@ impl Captured {
                 let _ = reader.join();
             }
         }
-        let kept = self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = self
+            .buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         kept.clone()
     }
 }
@@ -313,6 +322,37 @@ pub fn run_checks(
     Ok(runs)
 }
 
+/// Runs `take` until it gives something other than a lock held by another process, or [`LOCK_WAIT`] has passed.
+fn wait_for_lock<T, E>(
+    what: &str,
+    mut take: impl FnMut() -> Result<T, E>,
+    held: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut said = false;
+    loop {
+        match take() {
+            Err(e) if held(&e) && Instant::now() < deadline => {
+                if !said {
+                    log::info!("Waiting (up to {} s) for {what}", LOCK_WAIT.as_secs());
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// updog's lock for `mark-successful-boot`: waited for (up to [`LOCK_WAIT`]) when another updog holds it.
+pub fn wait_for_updog_lock(path: &Path) -> Result<UpdogLock, nodeio::LockError> {
+    wait_for_lock(
+        "updog's lock",
+        || UpdogLock::acquire(path),
+        |e| matches!(e, nodeio::LockError::Held { .. }),
+    )
+}
+
 /// Step 1 of the module documentation: records a fallback from the pending upgrade, if the boot fell back.
 pub fn settle_pending(sysroot: &Sysroot, state: &State, now: DateTime<Utc>) -> Result<()> {
     let path = sysroot.pending_upgrade();
@@ -368,7 +408,19 @@ pub fn mark_successful_boot(
     settle_pending(sysroot, &state, now)?;
     run_checks(&sysroot.health_dir(), sysroot.root(), timeout).context(error::HealthSnafu)?;
 
-    let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
+    let disk_lock = wait_for_lock(
+        "the OS disk's lock",
+        || location.lock_disk(),
+        |e| {
+            matches!(
+                e,
+                signpost::Error::Lock {
+                    source: nodeio::LockError::Held { .. }
+                }
+            )
+        },
+    )
+    .context(error::DiskSnafu)?;
     // Read again under the lock: another writer may have changed the table while the checks ran.
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.mark_successful_boot();
@@ -395,6 +447,26 @@ mod tests {
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
+    }
+
+    #[test]
+    fn updogs_lock_is_waited_for_while_another_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/abupdate/updog.lock");
+        let held = UpdogLock::acquire(&path).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let started = Instant::now();
+        let lock = wait_for_updog_lock(&path).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        releaser.join().unwrap();
+        assert_eq!(lock.path(), path);
     }
 
     #[test]
