@@ -2,9 +2,9 @@
 //!
 //! A signed repository (the fixture chain, with the real fixture migrations) is served over HTTP; a node (sysroot +
 //! disk-image file) is installed with release 1.0.0 in set A and a datastore of settings; then, as on a real node:
-//! boot → `signpost mark-successful-boot` → `updog check-update` → `updog update` (images streamed into set B,
+//! boot → `updog mark-successful-boot` → `updog check-update` → `updog update` (images streamed into set B,
 //! verified, set B made next) → boot (GRUB rule, dm-verity check, the new os-release) → `migrator` (settings carried
-//! forward) → `signpost mark-successful-boot`. No root is needed: the disk is a file.
+//! forward) → `updog mark-successful-boot` (health checks, then signpost's mark). No root is needed: the disk is a file.
 
 use crate::api::ApiServer;
 use crate::chain::{
@@ -288,12 +288,49 @@ pub fn wait_for_reboot_requests(node: &Node, count: usize) -> usize {
 }
 
 /// A boot as a real node's units run it: the bootloader and dm-verity ([`Node::boot`]), then `migrator` (settings
-/// carried to the booted release), then `signpost mark-successful-boot`.
+/// carried to the booted release), then `updog mark-successful-boot` (the health checks, then signpost's mark).
+/// Any failing step is the error, and the boot stays unmarked (the steps after it do not run).
 pub fn boot_and_settle(node: &Node, binaries: &Binaries) -> Result<BootOutcome, LifecycleError> {
+    let chain = boot_chain(node, binaries)?;
+    match chain.failed {
+        Some(failed) => Err(failed),
+        None => Ok(chain.booted),
+    }
+}
+
+/// A boot chain that ran: the boot, and the step after it that failed, if one did (the boot is then unmarked).
+#[derive(Debug)]
+pub struct BootChain {
+    pub booted: BootOutcome,
+    pub failed: Option<LifecycleError>,
+}
+
+/// [`boot_and_settle`] for a boot that may be meant to fail after the bootloader: an error only when no set booted.
+pub fn boot_chain(node: &Node, binaries: &Binaries) -> Result<BootChain, LifecycleError> {
     let booted = node.boot().context(BootSnafu)?;
-    run_migrator(node, binaries)?;
-    signpost(node, &["mark-successful-boot"])?;
-    Ok(booted)
+    let failed = run_migrator(node, binaries)
+        .and_then(|_| mark_successful_boot(node, binaries))
+        .err();
+    Ok(BootChain { booted, failed })
+}
+
+/// `updog mark-successful-boot` on the node, as its last boot unit runs it; returns updog's stderr (its log).
+pub fn mark_successful_boot(node: &Node, binaries: &Binaries) -> Result<String, LifecycleError> {
+    let output = Command::new(&binaries.updog)
+        .args(updog_args(node, &["mark-successful-boot"]))
+        .output()
+        .context(SpawnSnafu {
+            program: binaries.updog.as_os_str(),
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        output.status.success(),
+        StepFailedSnafu {
+            step: "updog mark-successful-boot",
+            output: stderr,
+        }
+    );
+    Ok(stderr)
 }
 
 /// Runs `migrator` on the node as its boot does, to the booted os-release's version.
@@ -353,7 +390,7 @@ pub fn run_lifecycle(
     let booted = node.boot().context(BootSnafu)?;
     let release = booted.release.clone().expect("the node carries images");
     report.version_before = release.version_id.clone();
-    signpost(&node, &["mark-successful-boot"])?;
+    mark_successful_boot(&node, binaries)?;
     report.say(format!(
         "3. Booted set {:?}: dm-verity OK (root hash {}…), os-release says {}; marked successful",
         booted.set,
@@ -395,7 +432,7 @@ pub fn run_lifecycle(
         release.version_id
     ));
     run_migrator(&node, binaries)?;
-    signpost(&node, &["mark-successful-boot"])?;
+    mark_successful_boot(&node, binaries)?;
     report.say(format!(
         "7. migrator {} → {}, marked successful: settings now {}",
         report.version_before,

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::{self, Error, Result};
 use crate::fetch::ResumingTransport;
 use crate::lock::UpdogLock;
+use crate::records::{self, RolledBack};
 use crate::release::Release;
 use crate::select::{self, Decision, NoUpdate, UpdateQuery};
 use crate::sysroot::Sysroot;
@@ -41,23 +42,29 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// The node as check-update sees it: config, release, and paths.
+/// The node as check-update sees it: config, release, the versions it fell back from, and paths.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub sysroot: Sysroot,
     pub config: Config,
     pub release: Release,
+    /// `/var/lib/updog/rolled-back.json`: skipped by selection unless named with `--image`.
+    pub rolled_back: Vec<RolledBack>,
 }
 
 impl Node {
-    /// Reads updog.toml and os-release under `sysroot`.
+    /// Reads updog.toml, os-release and the rolled-back versions under `sysroot`.
     pub fn load(sysroot: Sysroot) -> Result<Self> {
         let config = Config::load(&sysroot.updog_toml()).context(error::ConfigSnafu)?;
         let release = Release::load(&sysroot.os_release()).context(error::ReleaseSnafu)?;
+        let rolled_back = records::read_rolled_back(&sysroot.rolled_back())
+            .context(error::RecordsSnafu)?
+            .versions;
         Ok(Self {
             sysroot,
             config,
             release,
+            rolled_back,
         })
     }
 
@@ -131,6 +138,7 @@ impl CheckOptions {
             now,
             version_lock: &node.config.version_lock,
             image: self.image.as_ref(),
+            rolled_back: &node.rolled_back,
         }
     }
 }
@@ -152,12 +160,13 @@ pub fn report(
     query: &UpdateQuery<'_>,
     options: &CheckOptions,
 ) -> Result<Output> {
+    let skipped = skipped_notes(manifest, query);
     if options.all {
         let updates = select::applicable_updates(manifest, query);
         return Ok(if options.json {
             Output {
                 stdout: pretty_json(&updates)?,
-                stderr: String::new(),
+                stderr: skipped,
             }
         } else {
             // Upstream prints the list on stderr.
@@ -166,6 +175,7 @@ pub fn report(
                 stderr: updates
                     .iter()
                     .map(|u| format!("{}\n", full_version(u)))
+                    .chain(std::iter::once(skipped))
                     .collect(),
             }
         });
@@ -177,7 +187,7 @@ pub fn report(
             } else {
                 format!("{}\n", full_version(update))
             },
-            stderr: String::new(),
+            stderr: skipped,
         }),
         Decision::NoUpdate(why) => error::NoUpdateSnafu {
             reason: explain(&why, query),
@@ -186,8 +196,51 @@ pub fn report(
     }
 }
 
+/// One line on stderr per update left out only because this node fell back from it, so a list or a choice never
+/// hides a version silently.
+fn skipped_notes(manifest: &Manifest, query: &UpdateQuery<'_>) -> String {
+    let unfiltered = UpdateQuery {
+        rolled_back: &[],
+        ..query.clone()
+    };
+    select::applicable_updates(manifest, &unfiltered)
+        .into_iter()
+        .filter_map(|update| {
+            query.skipped_as_rolled_back(&update.version).map(|record| {
+                format!(
+                    "Skipping {}: rolled back on this node ({})\n",
+                    full_version(update),
+                    rollback_details(update, record)
+                )
+            })
+        })
+        .collect()
+}
+
+/// "aws-dev 1.2.0 was rolled back on this node (…)".
+fn rolled_back_reason(update: &Update, record: &RolledBack) -> String {
+    format!(
+        "{} was rolled back on this node ({})",
+        full_version(update),
+        rollback_details(update, record)
+    )
+}
+
+/// Why and when a version was recorded as rolled back, and how to take it anyway.
+fn rollback_details(update: &Update, record: &RolledBack) -> String {
+    format!(
+        "its boot from BOOT partition {} was never marked successful and the node fell back; recorded {}; use \
+         --image {} to take it anyway",
+        record.boot_partuuid,
+        record
+            .recorded_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        update.version
+    )
+}
+
 /// The reason after "No update available: " (none when simply up to date, as upstream).
-pub(crate) fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<String> {
+pub(crate) fn explain(why: &NoUpdate<'_, '_>, query: &UpdateQuery<'_>) -> Option<String> {
     match why {
         NoUpdate::UpToDate => None,
         NoUpdate::LockedToCurrent => Some(format!(
@@ -198,6 +251,7 @@ pub(crate) fn explain(why: &NoUpdate<'_>, query: &UpdateQuery<'_>) -> Option<Str
             "version {version} is not offered for variant '{}', arch '{}'",
             query.variant, query.arch
         )),
+        NoUpdate::RolledBack { update, record } => Some(rolled_back_reason(update, record)),
         NoUpdate::WaitingForWave { update, ready_at } => Some(format!(
             "{} is in a later wave for this node (seed {}); it becomes available at {} \
              (use --now to ignore waves)",
@@ -279,6 +333,7 @@ mod tests {
             now: now(),
             version_lock: &lock,
             image: options.image.as_ref(),
+            rolled_back: &[],
         };
         report(&manifest(), &query, options)
     }
@@ -397,5 +452,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+    }
+
+    #[test]
+    fn a_rolled_back_version_is_explained_and_left_out_of_lists_with_a_note() {
+        let current: Version = "1.1.0".parse().unwrap();
+        let lock = VersionLock::Latest;
+        let rolled_back = [RolledBack {
+            version: "1.2.0".parse().unwrap(),
+            boot_partuuid: "0f6a1c52-cd0b-4c55-9f2e-4d3c2b1a0f9e".into(),
+            recorded_at: now(),
+        }];
+        let query = |image: Option<&'static Version>| UpdateQuery {
+            variant: "aws-dev",
+            arch: "x86_64",
+            current: &current,
+            seed: 0,
+            ignore_waves: true,
+            now: now(),
+            version_lock: &lock,
+            image,
+            rolled_back: &rolled_back,
+        };
+        let details = "its boot from BOOT partition 0f6a1c52-cd0b-4c55-9f2e-4d3c2b1a0f9e was never marked \
+                       successful and the node fell back; recorded 2030-01-01T00:00:00Z; use --image 1.2.0 to take \
+                       it anyway";
+        let error = report(&manifest(), &query(None), &CheckOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("No update available: aws-dev 1.2.0 was rolled back on this node ({details})")
+        );
+
+        let options = CheckOptions {
+            all: true,
+            json: true,
+            ..Default::default()
+        };
+        let out = report(&manifest(), &query(None), &options).unwrap();
+        let list: Vec<Update> = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|u| u.version.to_string())
+                .collect::<Vec<_>>(),
+            ["1.1.0"]
+        );
+        assert_eq!(
+            out.stderr,
+            format!("Skipping aws-dev 1.2.0: rolled back on this node ({details})\n")
+        );
+
+        static IMAGE: std::sync::LazyLock<Version> =
+            std::sync::LazyLock::new(|| "1.2.0".parse().unwrap());
+        let out = report(&manifest(), &query(Some(&IMAGE)), &CheckOptions::default()).unwrap();
+        assert_eq!(out.stdout, "aws-dev 1.2.0\n");
+        assert_eq!(out.stderr, "");
     }
 }

@@ -1,12 +1,14 @@
 //! updog's command line: upstream's subcommand and flag names (`check-update`, its alias
 //! `whats`, `-a/--all`, `-j/--json`, `-i/--image`, `-n/--now`/`--ignore-waves`, `--log-level`,
 //! hidden `--variant`), the update commands (`update-image`, `update`, `update-apply`,
-//! `update-revert`, `-r/--reboot`), plus `--sysroot`, `--disk` and a hidden `--arch`.
+//! `update-revert`, `-r/--reboot`), `mark-successful-boot` (ours: health checks, then the mark), plus `--sysroot`,
+//! `--disk` and a hidden `--arch`.
 //! As upstream, flags may come before or after the subcommand, and usage errors exit 1.
 
 use crate::check::{self, CheckOptions, Node, Output};
 use crate::config::{self, Config};
 use crate::error::{self, Result};
+use crate::health;
 use crate::lock::UpdogLock;
 use crate::progress;
 use crate::sysroot::Sysroot;
@@ -89,6 +91,8 @@ pub enum Command {
     UpdateApply,
     /// Revert actions done by 'update-apply'.
     UpdateRevert,
+    /// Run the health checks in /etc/updog/health.d; if all pass, mark the running set successfully booted.
+    MarkSuccessfulBoot,
 }
 
 fn parse_version(s: &str) -> std::result::Result<Version, String> {
@@ -134,12 +138,35 @@ pub fn run(cli: &Cli) -> Result<Output> {
 /// when this returns. Returns the reboot command to run, if one is due.
 fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
     let sysroot = Sysroot::new(&cli.sysroot);
-    let lock = UpdogLock::acquire(&sysroot.lock_file()).context(error::LockSnafu)?;
-    if let Command::UpdateApply | Command::UpdateRevert = cli.command {
+    let lock = if cli.command == Command::MarkSuccessfulBoot {
+        // The boot's mark waits out a short overlap with another updog instead of being lost to it.
+        health::wait_for_updog_lock(&sysroot.lock_file())
+    } else {
+        UpdogLock::acquire(&sysroot.lock_file())
+    }
+    .context(error::LockSnafu)?;
+    if let Command::UpdateApply | Command::UpdateRevert | Command::MarkSuccessfulBoot = cli.command
+    {
         // Upstream needs no config for these: they only change the boot flags. updog.toml is read
         // when present, for `disk` and `reboot_command`.
         let config = optional_config(&sysroot);
         let location = location(cli, config.as_ref());
+        if cli.command == Command::MarkSuccessfulBoot {
+            // The disk's lock is taken for the mark only, after the checks, which may run for minutes.
+            let timeout = config
+                .as_ref()
+                .map_or(config::DEFAULT_HEALTH_CHECK_TIMEOUT, |c| {
+                    c.health_check_timeout
+                });
+            return health::mark_successful_boot(
+                &sysroot,
+                &location,
+                timeout,
+                chrono::Utc::now(),
+                &lock,
+            )
+            .map(|output| (output, None));
+        }
         let disk_lock = location.lock_disk().context(error::DiskSnafu)?;
         return match cli.command {
             Command::UpdateApply => {
@@ -148,9 +175,15 @@ fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
                         .as_ref()
                         .map_or_else(config::default_reboot_command, |c| c.reboot_command.clone())
                 });
-                Ok((update::update_apply(&location, &disk_lock)?, reboot))
+                Ok((
+                    update::update_apply(&sysroot, &location, &disk_lock)?,
+                    reboot,
+                ))
             }
-            _ => Ok((update::update_revert(&location, &disk_lock)?, None)),
+            _ => Ok((
+                update::update_revert(&sysroot, &location, &disk_lock)?,
+                None,
+            )),
         };
     }
 
@@ -193,7 +226,9 @@ fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
             let reboot = (apply && cli.reboot).then(|| node.config.reboot_command.clone());
             Ok((output, reboot))
         }
-        Command::UpdateApply | Command::UpdateRevert => unreachable!("handled above"),
+        Command::UpdateApply | Command::UpdateRevert | Command::MarkSuccessfulBoot => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -304,6 +339,7 @@ mod tests {
             ("update-image", Command::UpdateImage),
             ("update-apply", Command::UpdateApply),
             ("update-revert", Command::UpdateRevert),
+            ("mark-successful-boot", Command::MarkSuccessfulBoot),
         ] {
             assert_eq!(parse_from(&[name]).unwrap().command, command);
         }

@@ -22,6 +22,7 @@
 //! stall_timeout_seconds = 30            # a download fails when fewer than min_transfer_bytes arrive in this long
 //! min_transfer_bytes = 1024             # the bytes that must arrive in every stall_timeout_seconds window
 //! download_retries = 5                  # retries without progress before a download fails
+//! health_check_timeout_seconds = 60     # each check in /etc/updog/health.d may run this long (mark-successful-boot)
 //! ```
 
 use crate::fetch::{FetchSettings, HttpsProxy};
@@ -88,9 +89,14 @@ pub struct Config {
     pub disk: Option<PathBuf>,
     /// Ours: the command `--reboot` runs (program and arguments).
     pub reboot_command: Vec<String>,
+    /// Ours: how long each health check of `mark-successful-boot` may run before its process group is killed.
+    pub health_check_timeout: Duration,
     /// Ours: the download policy (minimum rate over the stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
     pub fetch: FetchSettings,
 }
+
+/// `health_check_timeout_seconds` when absent.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Upstream's reboot: `shutdown -r`.
 pub fn default_reboot_command() -> Vec<String> {
@@ -108,6 +114,7 @@ const NO_PROXY_EXPECTED: &str = "an array of strings";
 const DISK_EXPECTED: &str = "an absolute path string";
 const REBOOT_EXPECTED: &str = "a non-empty array of strings (the program and its arguments)";
 const STALL_EXPECTED: &str = "a number of seconds from 0.001 to 86400";
+const HEALTH_TIMEOUT_EXPECTED: &str = "a number of seconds from 0.001 to 86400";
 const RETRIES_EXPECTED: &str = "an integer from 0 to 1000";
 const MIN_TRANSFER_EXPECTED: &str =
     "an integer from 1 to 1048576 (bytes per stall_timeout_seconds)";
@@ -232,6 +239,21 @@ impl Config {
                 .ok_or_else(|| keys.invalid("download_retries", RETRIES_EXPECTED, value))?;
         }
 
+        let health_check_timeout = match table.get("health_check_timeout_seconds") {
+            None => DEFAULT_HEALTH_CHECK_TIMEOUT,
+            Some(Value::Integer(n)) if (1..=86_400).contains(n) => {
+                Duration::from_secs(n.unsigned_abs())
+            }
+            Some(Value::Float(f)) if (0.001..=86_400.0).contains(f) => Duration::from_secs_f64(*f),
+            Some(other) => {
+                return Err(keys.invalid(
+                    "health_check_timeout_seconds",
+                    HEALTH_TIMEOUT_EXPECTED,
+                    other,
+                ));
+            }
+        };
+
         fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());
         if let Some(proxy) = &fetch.https_proxy {
             // Checked now, so that a bad value is reported against its key, not at the first download.
@@ -254,6 +276,7 @@ impl Config {
             no_proxy,
             disk,
             reboot_command,
+            health_check_timeout,
             fetch,
         })
     }
@@ -479,6 +502,13 @@ ignore_waves = false
         assert_eq!(config.disk, None);
         assert_eq!(config.reboot_command, ["shutdown", "-r"]);
         assert_eq!(config.fetch, FetchSettings::default());
+        assert_eq!(config.health_check_timeout, Duration::from_secs(60));
+        assert_eq!(
+            parse(&format!("{GOOD}health_check_timeout_seconds = 0.25\n"))
+                .unwrap()
+                .health_check_timeout,
+            Duration::from_millis(250)
+        );
 
         let config = parse(&format!(
             "{GOOD}disk = \"/dev/loop3\"\nreboot_command = [\"/bin/true\", \"x\"]\nstall_timeout_seconds = 0.5\ndownload_retries = 0\nmin_transfer_bytes = 4096\n"
@@ -532,6 +562,14 @@ ignore_waves = false
             ("download_retries = 1001", "download_retries"),
             ("download_retries = 4294967297", "download_retries"),
             ("download_retries = \"3\"", "download_retries"),
+            (
+                "health_check_timeout_seconds = 0",
+                "health_check_timeout_seconds",
+            ),
+            (
+                "health_check_timeout_seconds = \"60\"",
+                "health_check_timeout_seconds",
+            ),
             ("min_transfer_bytes = 0", "min_transfer_bytes"),
             ("min_transfer_bytes = 1048577", "min_transfer_bytes"),
             ("min_transfer_bytes = -1", "min_transfer_bytes"),

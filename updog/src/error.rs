@@ -3,7 +3,9 @@
 
 use crate::config::ConfigError;
 use crate::fetch::FetchError;
+use crate::health::HealthError;
 use crate::lock::LockError;
+use crate::records::RecordError;
 use crate::release::ReleaseError;
 use crate::tuf::TufError;
 use crate::write::WriteError;
@@ -120,6 +122,14 @@ pub enum Error {
         "The inactive set changed while its images were written (BOOT was {was}, is now {now}); not marking it valid"
     ))]
     SetChanged { was: String, now: String },
+
+    /// The boot chain's records (staged, pending, rolled back) name their file.
+    #[snafu(display("{source}"))]
+    Records { source: RecordError },
+
+    /// A health check failed, timed out or could not be run: the boot stays unmarked.
+    #[snafu(display("{source}"))]
+    Health { source: HealthError },
 
     #[snafu(display("The reboot command is empty"))]
     EmptyRebootCommand,

@@ -11,6 +11,8 @@
 //! - [`update`]: `update-image`, `update`, `update-apply`, `update-revert`; [`fetch`]: the download
 //!   transport (Range resume, stall timeout); [`write`]: streaming an image into a partition and
 //!   reading it back; [`progress`]: progress on a terminal or as JSON lines;
+//! - [`health`]: `mark-successful-boot` (health checks, then the mark); [`records`]: the staged, pending and
+//!   rolled-back versions under `/var/lib/updog`;
 //! - [`conformance`]: the tuf-conformance client-under-test, over the same TUF loading code.
 //!
 //! `docs/updog.md` at the workspace root documents the commands, config, outputs and exit codes.
@@ -21,9 +23,11 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod fetch;
+pub mod health;
 pub mod lock;
 pub mod logging;
 pub mod progress;
+pub mod records;
 pub mod release;
 pub mod select;
 pub mod sysroot;

@@ -12,8 +12,11 @@
 //!    path that moves nodes back down when a release is pulled.
 //!
 //! Beyond upstream, [`decide`] also says *why* there is no update, so that check-update can tell
-//! "up to date" from "an update exists but this node's wave has not reached it" (#990).
+//! "up to date" from "an update exists but this node's wave has not reached it" (#990); and a version this node
+//! fell back from (`/var/lib/updog/rolled-back.json`, [`crate::records`]) is not applicable unless named with
+//! `--image`, so a broken release is never re-applied by itself.
 
+use crate::records::RolledBack;
 use chrono::{DateTime, Utc};
 use semver::Version;
 use std::fmt;
@@ -87,6 +90,19 @@ pub struct UpdateQuery<'a> {
     pub version_lock: &'a VersionLock,
     /// `--image V`.
     pub image: Option<&'a Version>,
+    /// The versions this node fell back from: skipped unless named by `image`.
+    pub rolled_back: &'a [RolledBack],
+}
+
+impl UpdateQuery<'_> {
+    /// The rollback record of `version`, when it is skipped for one (it is not when `--image` names it).
+    #[must_use]
+    pub fn skipped_as_rolled_back(&self, version: &Version) -> Option<&RolledBack> {
+        if self.image == Some(version) {
+            return None;
+        }
+        self.rolled_back.iter().find(|r| r.version == *version)
+    }
 }
 
 /// The updates this node may take now, newest first (upstream's `applicable_updates`).
@@ -100,6 +116,7 @@ pub fn applicable_updates<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -
                 && u.arch == query.arch
                 && u.version <= u.max_version
                 && (query.ignore_waves || u.update_ready(query.seed, query.now))
+                && query.skipped_as_rolled_back(&u.version).is_none()
         })
         .collect();
     updates.sort_by(|a, b| b.version.cmp(&a.version));
@@ -124,13 +141,18 @@ pub fn update_required<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> O
 
 /// Why there is no update to take.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoUpdate<'m> {
+pub enum NoUpdate<'m, 'a> {
     /// Nothing newer for this variant and arch (and the node is not above `max_version`).
     UpToDate,
     /// `--image` or `version_lock` names a version no applicable update has.
     VersionNotOffered(Version),
     /// `version_lock` is the running version.
     LockedToCurrent,
+    /// The update that would be taken is a version this node fell back from.
+    RolledBack {
+        update: &'m Update,
+        record: &'a RolledBack,
+    },
     /// An update would be taken with waves ignored, but this node's wave has not reached it.
     WaitingForWave {
         update: &'m Update,
@@ -141,16 +163,29 @@ pub enum NoUpdate<'m> {
 
 /// What check-update decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision<'m> {
+pub enum Decision<'m, 'a> {
     Update(&'m Update),
-    NoUpdate(NoUpdate<'m>),
+    NoUpdate(NoUpdate<'m, 'a>),
 }
 
 /// [`update_required`], and when it gives nothing, the reason.
 #[must_use]
-pub fn decide<'m>(manifest: &'m Manifest, query: &UpdateQuery<'_>) -> Decision<'m> {
+pub fn decide<'m, 'a>(manifest: &'m Manifest, query: &UpdateQuery<'a>) -> Decision<'m, 'a> {
     if let Some(update) = update_required(manifest, query) {
         return Decision::Update(update);
+    }
+    // The update it would be without the rollback records, waves as they are.
+    let with_rolled_back = UpdateQuery {
+        rolled_back: &[],
+        ..query.clone()
+    };
+    if let Some(update) = update_required(manifest, &with_rolled_back)
+        && let Some(record) = query
+            .rolled_back
+            .iter()
+            .find(|r| r.version == update.version)
+    {
+        return Decision::NoUpdate(NoUpdate::RolledBack { update, record });
     }
     if !query.ignore_waves {
         let without_waves = UpdateQuery {
@@ -222,6 +257,7 @@ mod tests {
         now: DateTime<Utc>,
         lock: VersionLock,
         image: Option<Version>,
+        rolled_back: Vec<RolledBack>,
     }
 
     impl Node {
@@ -235,6 +271,7 @@ mod tests {
                 now: now(),
                 lock: VersionLock::Latest,
                 image: None,
+                rolled_back: Vec::new(),
             }
         }
         fn query(&self) -> UpdateQuery<'_> {
@@ -247,6 +284,7 @@ mod tests {
                 now: self.now,
                 version_lock: &self.lock,
                 image: self.image.as_ref(),
+                rolled_back: &self.rolled_back,
             }
         }
         fn chooses<'m>(&self, m: &'m Manifest) -> Option<&'m Version> {
@@ -565,5 +603,61 @@ mod tests {
         node.seed = 2000;
         node.ignore_waves = true;
         assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+    }
+
+    fn rolled_back(version: &str) -> RolledBack {
+        RolledBack {
+            version: v(version),
+            boot_partuuid: "6b2f0a3e-0b1c-4d5e-8f90-123456789abc".into(),
+            recorded_at: now(),
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_version_is_skipped_with_the_reason_unless_named() {
+        let m = chain();
+        let mut node = Node::at("1.1.0");
+        node.rolled_back = vec![rolled_back("1.2.0")];
+        assert_eq!(node.chooses(&m), None);
+        let versions: Vec<_> = applicable_updates(&m, &node.query())
+            .into_iter()
+            .map(|u| u.version.to_string())
+            .collect();
+        assert_eq!(versions, ["1.1.0", "1.0.0"]);
+        match decide(&m, &node.query()) {
+            Decision::NoUpdate(NoUpdate::RolledBack { update, record }) => {
+                assert_eq!(update.version, v("1.2.0"));
+                assert_eq!(*record, rolled_back("1.2.0"));
+            }
+            other => panic!("expected RolledBack, got {other:?}"),
+        }
+
+        // Named with --image, it is offered (and listed) again.
+        node.image = Some(v("1.2.0"));
+        assert_eq!(node.chooses(&m), Some(&v("1.2.0")));
+        assert_eq!(applicable_updates(&m, &node.query()).len(), 3);
+    }
+
+    #[test]
+    fn below_a_rolled_back_version_the_next_newer_one_is_taken() {
+        let m = chain();
+        let mut node = Node::at("1.0.0");
+        node.rolled_back = vec![rolled_back("1.2.0")];
+        assert_eq!(node.chooses(&m), Some(&v("1.1.0")));
+        // A version lock on a rolled-back version is not enough: only --image re-applies it.
+        node.lock = VersionLock::Version(v("1.2.0"));
+        assert_eq!(node.chooses(&m), None);
+        assert!(matches!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::RolledBack { .. })
+        ));
+        // Nothing rolled back that the node would take: the usual reason.
+        node.lock = VersionLock::Latest;
+        node.current = v("1.2.0");
+        node.rolled_back = vec![rolled_back("1.1.0")];
+        assert_eq!(
+            decide(&m, &node.query()),
+            Decision::NoUpdate(NoUpdate::UpToDate)
+        );
     }
 }

@@ -21,6 +21,14 @@ pub const LOCK_FILE: &str = "/run/abupdate/updog.lock";
 pub const METADATA_CACHE: &str = "/var/cache/bottlerocket-metadata";
 /// Where update-image caches the migration targets (upstream's path).
 pub const MIGRATIONS_DIR: &str = "/var/lib/bottlerocket-migrations";
+/// The health checks `mark-successful-boot` runs before marking the boot (ours).
+pub const HEALTH_DIR: &str = "/etc/updog/health.d";
+/// The version update-image wrote into the inactive set (ours; [`crate::records`]).
+pub const STAGED_IMAGE: &str = "/var/lib/updog/staged-image.json";
+/// The version made the next boot and not yet confirmed by a boot's health checks (ours).
+pub const PENDING_UPGRADE: &str = "/var/lib/updog/pending-upgrade.json";
+/// The versions the node fell back from, skipped unless named with `--image` (ours).
+pub const ROLLED_BACK: &str = "/var/lib/updog/rolled-back.json";
 
 /// A root directory under which every well-known path resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +84,22 @@ impl Sysroot {
     pub fn migrations_dir(&self) -> PathBuf {
         self.resolve(MIGRATIONS_DIR)
     }
+
+    pub fn health_dir(&self) -> PathBuf {
+        self.resolve(HEALTH_DIR)
+    }
+
+    pub fn staged_image(&self) -> PathBuf {
+        self.resolve(STAGED_IMAGE)
+    }
+
+    pub fn pending_upgrade(&self) -> PathBuf {
+        self.resolve(PENDING_UPGRADE)
+    }
+
+    pub fn rolled_back(&self) -> PathBuf {
+        self.resolve(ROLLED_BACK)
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +117,15 @@ mod tests {
         assert_eq!(sysroot.os_release(), Path::new("/usr/lib/os-release"));
         assert_eq!(sysroot.tuf_datastore(), Path::new("/var/lib/updog/tuf"));
         assert_eq!(sysroot.lock_file(), Path::new("/run/abupdate/updog.lock"));
+        assert_eq!(sysroot.health_dir(), Path::new("/etc/updog/health.d"));
+        assert_eq!(
+            sysroot.pending_upgrade(),
+            Path::new("/var/lib/updog/pending-upgrade.json")
+        );
+        assert_eq!(
+            sysroot.rolled_back(),
+            Path::new("/var/lib/updog/rolled-back.json")
+        );
     }
 
     #[test]

@@ -10,15 +10,19 @@
 //! 2. cache the migrations between the running and the new version, manifest.json, and the metadata (with the
 //!    root chain) into `/var/lib/bottlerocket-migrations` and `/var/cache/bottlerocket-metadata`, TUF-verified,
 //!    for migrator, which runs offline at boot; flushed to disk;
-//! 3. `clear-inactive`, written to disk (flushed) before the first byte of an image: from here on the inactive set
+//! 3. the records of what the inactive set held (`staged-image.json`, `pending-upgrade.json`, [`crate::records`])
+//!    are removed: that set is about to be overwritten, so a later fallback from it is no rollback of theirs;
+//!    then `clear-inactive`, written to disk (flushed) before the first byte of an image: from here on the inactive set
 //!    does not boot until step 5 (refused, before anything is fetched, while the running set is on trial: the
 //!    inactive set is then the only fallback);
 //! 4. ROOT, BOOT, HASH in turn: streamed from the repository (updog's TUF client checks length and hashes) through the lz4
 //!    decoder into the inactive partition ([`crate::write`]), flushed, read back and compared with the sha256
 //!    computed while writing;
 //! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
-//!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set;
-//! 6. `update` only: `upgrade-to-inactive`. With `--reboot` the caller runs the reboot command ([`reboot`]) after
+//!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set; then
+//!    `staged-image.json` records the version and the set (for `update-apply`);
+//! 6. `update` only: `upgrade-to-inactive`, then `pending-upgrade.json` (after the table: a crash between the two
+//!    loses the record, so a fallback goes unrecorded, never a version recorded that was not tried). With `--reboot` the caller runs the reboot command ([`reboot`]) after
 //!    releasing the locks, so a reboot command that blocks never keeps `mark-successful-boot` or a revert out.
 //!
 //! Any failure stops at once with the error; the inactive set stays as step 3 left it (priority 0, tries 0), and
@@ -29,7 +33,9 @@ use crate::error::{self, Result};
 use crate::fetch::ResumingTransport;
 use crate::lock::UpdogLock;
 use crate::progress::{Phase, PhaseReporter, ProgressEvent, ProgressSink};
+use crate::records::{self, SetRecord};
 use crate::select::{self, Decision};
+use crate::sysroot::Sysroot;
 use crate::transport::QueryParams;
 use crate::tuf::{self, Repository, TufError};
 use crate::write::{ImageWriter, WrittenImage};
@@ -122,6 +128,9 @@ pub async fn update_image(
 
     cache_migrations(node, &mut repository, &manifest, update, &params, progress).await?;
 
+    for record in [node.sysroot.pending_upgrade(), node.sysroot.staged_image()] {
+        records::remove_record(&record).context(error::RecordsSnafu)?;
+    }
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.clear_inactive().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
@@ -170,10 +179,18 @@ pub async fn update_image(
     );
     state.mark_inactive_valid().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
+    let staged = SetRecord {
+        version: update.version.clone(),
+        boot_partuuid: inactive.boot.partuuid.to_string(),
+    };
+    records::write_set_record(&node.sysroot.staged_image(), &staged)
+        .context(error::RecordsSnafu)?;
 
     if options.apply {
         state.upgrade_to_inactive().context(error::DiskSnafu)?;
         state.write(disk_lock).context(error::DiskSnafu)?;
+        records::write_set_record(&node.sysroot.pending_upgrade(), &staged)
+            .context(error::RecordsSnafu)?;
     }
 
     Ok(Output {
@@ -186,21 +203,49 @@ pub async fn update_image(
     })
 }
 
-/// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next).
-pub fn update_apply(location: &Location, disk_lock: &DiskLock) -> Result<Output> {
+/// `update-apply`: signpost's `upgrade-to-inactive` (the written set boots next), then `pending-upgrade.json` from
+/// the version update-image recorded for that set, so a fallback from it can be recorded as a rollback.
+pub fn update_apply(
+    sysroot: &Sysroot,
+    location: &Location,
+    disk_lock: &DiskLock,
+) -> Result<Output> {
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.upgrade_to_inactive().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
+    let next = state
+        .inactive_set()
+        .map(|set| set.boot.partuuid.to_string())
+        .unwrap_or_default();
+    match records::read_set_record(&sysroot.staged_image()).context(error::RecordsSnafu)? {
+        Some(staged) if staged.boot_partuuid == next => {
+            records::write_set_record(&sysroot.pending_upgrade(), &staged)
+                .context(error::RecordsSnafu)?;
+        }
+        // Images written by something else (or an older updog): the upgrade works, but a fallback from it
+        // cannot name its version.
+        _ => log::warn!(
+            "No record of the version in the set now booting next (BOOT {next}) in {}; a fallback from it will              not be recorded as a rollback",
+            sysroot.staged_image().display()
+        ),
+    }
     Ok(Output::default())
 }
 
 /// `update-revert`: signpost's `cancel-upgrade` (the running set boots next again; the written set keeps its
 /// try, so `update-apply` can be run again). On an upgrade's trial boot it returns to the previous set instead
 /// (see [`State::cancel_upgrade`]).
-pub fn update_revert(location: &Location, disk_lock: &DiskLock) -> Result<Output> {
+///
+/// The pending upgrade is cleared: the operator took it back, so booting the other set is not a rollback.
+pub fn update_revert(
+    sysroot: &Sysroot,
+    location: &Location,
+    disk_lock: &DiskLock,
+) -> Result<Output> {
     let mut state = State::load(location).context(error::DiskSnafu)?;
     state.cancel_upgrade().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
+    records::remove_record(&sysroot.pending_upgrade()).context(error::RecordsSnafu)?;
     Ok(Output::default())
 }
 

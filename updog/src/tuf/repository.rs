@@ -249,7 +249,10 @@ impl Repository {
             snapshot.bytes.clone(),
         ));
         files.push((versioned(top.meta.version, TARGETS), top.bytes.clone()));
-        remove_stale_roots(metadata_dir, self.client.root_chain().last().map_or(0, |(v, _)| *v))?;
+        remove_stale_roots(
+            metadata_dir,
+            self.client.root_chain().last().map_or(0, |(v, _)| *v),
+        )?;
         for (name, bytes) in &files {
             write_cache_file(&metadata_dir.join(name), bytes)?;
         }

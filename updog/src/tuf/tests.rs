@@ -492,7 +492,10 @@ fn consistent_snapshot_target_urls_prefix_the_file_name_and_keep_directories() {
     let mut repository = node.load(&climbing).unwrap();
     let target = block_on(repository.find_target("a/../../x")).unwrap();
     let err = repository.target_url(&target).unwrap_err().to_string();
-    assert!(err.contains("'a/../../x'") && err.contains("'..' segment"), "{err}");
+    assert!(
+        err.contains("'a/../../x'") && err.contains("'..' segment"),
+        "{err}"
+    );
 
     let mut repo = TestRepo::new(true);
     repo.add_target("targets", "path/to/file.txt", b"deep", &["sha256"]);
