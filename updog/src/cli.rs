@@ -72,6 +72,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub disk: Option<PathBuf>,
 
+    /// Download at most this many bytes per second (instead of updog.toml's `max_rate`).
+    #[arg(long, global = true, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..=1_099_511_627_776))]
+    pub max_rate: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -154,7 +158,10 @@ fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
         };
     }
 
-    let node = Node::load(sysroot)?;
+    let mut node = Node::load(sysroot)?;
+    if let Some(rate) = cli.max_rate {
+        node.config.fetch.max_rate = Some(rate);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

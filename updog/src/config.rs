@@ -22,6 +22,8 @@
 //! stall_timeout_seconds = 30            # a download fails when fewer than min_transfer_bytes arrive in this long
 //! min_transfer_bytes = 1024             # the bytes that must arrive in every stall_timeout_seconds window
 //! download_retries = 5                  # retries without progress before a download fails
+//! max_rate = 1048576                    # download at most this many bytes per second (default: no limit)
+//! checkpoint_interval_bytes = 16777216  # compressed bytes between download checkpoints (crash resume)
 //! ```
 
 use crate::fetch::{FetchSettings, HttpsProxy};
@@ -88,8 +90,11 @@ pub struct Config {
     pub disk: Option<PathBuf>,
     /// Ours: the command `--reboot` runs (program and arguments).
     pub reboot_command: Vec<String>,
-    /// Ours: the download policy (minimum rate over the stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
+    /// Ours: the download policy (minimum rate over the stall timeout, retries, `max_rate`), and the proxy from
+    /// `https_proxy`/`no_proxy`.
     pub fetch: FetchSettings,
+    /// Ours: compressed bytes between two download checkpoints (`checkpoint_interval_bytes`).
+    pub checkpoint_interval: u64,
 }
 
 /// Upstream's reboot: `shutdown -r`.
@@ -113,6 +118,12 @@ const MIN_TRANSFER_EXPECTED: &str =
     "an integer from 1 to 1048576 (bytes per stall_timeout_seconds)";
 /// `min_transfer_bytes` at most 1 MiB: a higher floor would fail healthy but modest links.
 const MIN_TRANSFER_MAX: u64 = 1024 * 1024;
+const CHECKPOINT_EXPECTED: &str = "an integer from 4096 to 1073741824 (compressed bytes between checkpoints)";
+/// Each checkpoint costs a flush of the partition: not more often than every 4 KiB, nor rarer than every GiB.
+const CHECKPOINT_MIN: u64 = 4096;
+const CHECKPOINT_MAX: u64 = 1 << 30;
+const MAX_RATE_EXPECTED: &str = "an integer from 1 to 1099511627776 (bytes per second)";
+const MAX_RATE_MAX: u64 = 1 << 40;
 
 impl Config {
     /// Reads and checks the config file at `path`.
@@ -232,6 +243,26 @@ impl Config {
                 .ok_or_else(|| keys.invalid("download_retries", RETRIES_EXPECTED, value))?;
         }
 
+        if let Some(value) = table.get("max_rate") {
+            fetch.max_rate = Some(
+                value
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| (1..=MAX_RATE_MAX).contains(n))
+                    .ok_or_else(|| keys.invalid("max_rate", MAX_RATE_EXPECTED, value))?,
+            );
+        }
+        let mut checkpoint_interval = crate::checkpoint::DEFAULT_INTERVAL;
+        if let Some(value) = table.get("checkpoint_interval_bytes") {
+            checkpoint_interval = value
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| (CHECKPOINT_MIN..=CHECKPOINT_MAX).contains(n))
+                .ok_or_else(|| {
+                    keys.invalid("checkpoint_interval_bytes", CHECKPOINT_EXPECTED, value)
+                })?;
+        }
+
         fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());
         if let Some(proxy) = &fetch.https_proxy {
             // Checked now, so that a bad value is reported against its key, not at the first download.
@@ -255,6 +286,7 @@ impl Config {
             disk,
             reboot_command,
             fetch,
+            checkpoint_interval,
         })
     }
 }

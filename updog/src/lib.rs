@@ -10,12 +10,14 @@
 //! - [`check`]: `updog check-update`; [`cli`]: the command line; [`lock`]: one updog at a time;
 //! - [`update`]: `update-image`, `update`, `update-apply`, `update-revert`; [`fetch`]: the download
 //!   transport (Range resume, stall timeout); [`write`]: streaming an image into a partition and
-//!   reading it back; [`progress`]: progress on a terminal or as JSON lines;
+//!   reading it back; [`lz4`]: the resumable lz4 frame decoder it uses; [`checkpoint`]: the durable download
+//!   checkpoint; [`progress`]: progress on a terminal or as JSON lines;
 //! - [`conformance`]: the tuf-conformance client-under-test, over the same TUF loading code.
 //!
 //! `docs/updog.md` at the workspace root documents the commands, config, outputs and exit codes.
 
 pub mod check;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod conformance;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod fetch;
 pub mod lock;
 pub mod logging;
+pub mod lz4;
 pub mod progress;
 pub mod release;
 pub mod select;
