@@ -126,6 +126,10 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
 /// Runs a parsed command line: the command under its locks, then (`--reboot` after `update` or `update-apply`) the
 /// reboot command, once the locks are released.
 pub fn run(cli: &Cli) -> Result<Output> {
+    // Only deferring needs the handler; until then it acts as the default action.
+    if let Err(e) = crate::signals::install() {
+        log::warn!("Cannot handle SIGTERM/SIGHUP ({e}); they will not be deferred");
+    }
     let (output, reboot_command) = run_locked(cli)?;
     if let Some(command) = reboot_command {
         update::reboot(&command)?;

@@ -12,6 +12,7 @@
 //!   transport (Range resume, stall timeout); [`write`]: streaming an image into a partition and
 //!   reading it back; [`lz4`]: the resumable lz4 frame decoder it uses; [`checkpoint`]: the durable download
 //!   checkpoint; [`progress`]: progress on a terminal or as JSON lines;
+//! - [`signals`]: SIGTERM/SIGHUP deferred around marking the set valid and the reboot;
 //! - [`conformance`]: the tuf-conformance client-under-test, over the same TUF loading code.
 //!
 //! `docs/updog.md` at the workspace root documents the commands, config, outputs and exit codes.
@@ -29,6 +30,7 @@ pub mod lz4;
 pub mod progress;
 pub mod release;
 pub mod select;
+pub mod signals;
 pub mod sysroot;
 pub mod transport;
 pub mod tuf;

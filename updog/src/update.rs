@@ -18,6 +18,8 @@
 //!    computed while writing;
 //! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
 //!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set;
+//!    SIGTERM and SIGHUP are deferred from here to the end of step 6, and around the reboot command
+//!    ([`crate::signals`]); elsewhere they end updog at once, which leaves the set cleared.
 //! 6. `update` only: `upgrade-to-inactive`. With `--reboot` the caller runs the reboot command ([`reboot`]) after
 //!    releasing the locks, so a reboot command that blocks never keeps `mark-successful-boot` or a revert out.
 //!
@@ -238,14 +240,18 @@ pub async fn update_image(
             now: now_inactive.map_or_else(|| "none".to_string(), |set| set.boot.to_string()),
         }
     );
-    state.mark_inactive_valid().context(error::DiskSnafu)?;
-    state.write(disk_lock).context(error::DiskSnafu)?;
-    // The set is whole and valid: nothing is left to resume (a leftover would not match a cleared set anyway).
-    resumer.finished();
-
-    if options.apply {
-        state.upgrade_to_inactive().context(error::DiskSnafu)?;
+    {
+        // A SIGTERM/SIGHUP waits for these steps (crate::signals).
+        let _deferred = crate::signals::Deferred::new();
+        state.mark_inactive_valid().context(error::DiskSnafu)?;
         state.write(disk_lock).context(error::DiskSnafu)?;
+        // The set is whole and valid: nothing is left to resume (a leftover would not match a cleared set anyway).
+        resumer.finished();
+
+        if options.apply {
+            state.upgrade_to_inactive().context(error::DiskSnafu)?;
+            state.write(disk_lock).context(error::DiskSnafu)?;
+        }
     }
 
     Ok(Output {
@@ -417,14 +423,22 @@ async fn write_image(
         written_bytes: Some(written),
     };
     reporter.report(&event(done, writer.written()));
-    while let Some(chunk) = stream.next().await {
+    loop {
+        // A durable point is recorded as soon as the writer has one, also while the download waits.
+        let chunk = tokio::select! {
+            chunk = stream.next() => chunk,
+            () = writer.durable_changed() => {
+                if let Some(durable) = writer.durable() {
+                    resumer.durable(kind, target, &durable);
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         match chunk {
             Ok(bytes) => {
                 done += bytes.len() as u64;
                 writer.push(bytes).await.context(error::ImageWriteSnafu)?;
-                if let Some(durable) = writer.durable() {
-                    resumer.durable(kind, target, &durable);
-                }
                 // The last event waits for the end of the stream and the final length.
                 if done < total {
                     reporter.report(&event(done, writer.written()));
@@ -698,6 +712,8 @@ pub fn reboot(command: &[String]) -> Result<()> {
         return error::EmptyRebootCommandSnafu.fail();
     };
     log::info!("Rebooting: {}", command.join(" "));
+    // A SIGTERM/SIGHUP (the shutdown itself sends one) waits until the command has returned (crate::signals).
+    let _deferred = crate::signals::Deferred::new();
     let status = std::process::Command::new(program)
         .args(args)
         .status()

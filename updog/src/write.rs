@@ -44,7 +44,7 @@ use snafu::{ResultExt, Snafu};
 use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
@@ -400,7 +400,7 @@ pub struct ImageWriter {
     written: Arc<AtomicU64>,
     verified: Arc<AtomicU64>,
     aborted: Arc<AtomicBool>,
-    durable: Arc<Mutex<Option<Resumable>>>,
+    durable: tokio::sync::watch::Receiver<Option<Resumable>>,
 }
 
 /// Spawns a named pipeline thread.
@@ -447,7 +447,7 @@ impl ImageWriter {
         let verified = Arc::new(AtomicU64::new(0));
         let aborted = Arc::new(AtomicBool::new(false));
 
-        let durable = Arc::new(Mutex::new(None));
+        let (durable_tx, durable) = tokio::sync::watch::channel(None);
         let decode = Decode {
             image: image.to_string(),
             partition: target.to_string(),
@@ -467,7 +467,7 @@ impl ImageWriter {
             image: image.to_string(),
             partition: target.to_string(),
             written: written.clone(),
-            durable: durable.clone(),
+            durable: durable_tx,
         };
         let writer = spawn(format!("write-{image}"), image, move || {
             write.run(io, prefix, decoded_rx, free_tx, flushed_tx)
@@ -495,10 +495,14 @@ impl ImageWriter {
     /// The latest point of the image that is flushed to the partition and can be resumed from (see
     /// [`Start::checkpoint_every`]).
     pub fn durable(&self) -> Option<Resumable> {
-        self.durable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.durable.borrow().clone()
+    }
+
+    /// Waits until [`ImageWriter::durable`] has a newer point (for ever once the writer has stopped).
+    pub async fn durable_changed(&mut self) {
+        if self.durable.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Passes the next piece of the compressed stream on. Fails (with the pipeline's error) when a stage has
@@ -795,7 +799,7 @@ struct Write {
     image: String,
     partition: String,
     written: Arc<AtomicU64>,
-    durable: Arc<Mutex<Option<Resumable>>>,
+    durable: tokio::sync::watch::Sender<Option<Resumable>>,
 }
 
 impl Write {
@@ -855,13 +859,10 @@ impl Write {
                     })?;
                     let _ = flushed.send(Flushed::UpTo(offset));
                     next_flush = offset + WINDOW;
-                    *self
-                        .durable
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Resumable {
+                    self.durable.send_replace(Some(Resumable {
                         prefix_checksum: checksum.clone().finish_128(),
                         ..mark
-                    });
+                    }));
                 }
                 Ok(Decoded::End) => break,
                 // An earlier stage failed (it reports why): what was written is not an image.
