@@ -333,7 +333,11 @@ mod tests {
             for chunk in bytes.chunks(piece) {
                 hasher.update(chunk);
             }
-            assert_eq!(hasher.finalize().as_slice(), want.as_slice(), "pieces of {piece}");
+            assert_eq!(
+                hasher.finalize().as_slice(),
+                want.as_slice(),
+                "pieces of {piece}"
+            );
         }
     }
 
@@ -349,7 +353,11 @@ mod tests {
             let mut second = ResumableSha256::restore(&saved).unwrap();
             assert_eq!(second, first);
             second.update(&bytes[cut..]);
-            assert_eq!(second.finalize().as_slice(), want.as_slice(), "cut at {cut}");
+            assert_eq!(
+                second.finalize().as_slice(),
+                want.as_slice(),
+                "cut at {cut}"
+            );
         }
     }
 

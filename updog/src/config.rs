@@ -118,7 +118,8 @@ const MIN_TRANSFER_EXPECTED: &str =
     "an integer from 1 to 1048576 (bytes per stall_timeout_seconds)";
 /// `min_transfer_bytes` at most 1 MiB: a higher floor would fail healthy but modest links.
 const MIN_TRANSFER_MAX: u64 = 1024 * 1024;
-const CHECKPOINT_EXPECTED: &str = "an integer from 4096 to 1073741824 (compressed bytes between checkpoints)";
+const CHECKPOINT_EXPECTED: &str =
+    "an integer from 4096 to 1073741824 (compressed bytes between checkpoints)";
 /// Each checkpoint costs a flush of the partition: not more often than every 4 KiB, nor rarer than every GiB.
 const CHECKPOINT_MIN: u64 = 4096;
 const CHECKPOINT_MAX: u64 = 1 << 30;

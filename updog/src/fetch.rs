@@ -791,7 +791,8 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_from_an_offset_asks_for_the_rest_at_once_and_works_without_range_and_over_file_urls() {
+    fn a_fetch_from_an_offset_asks_for_the_rest_at_once_and_works_without_range_and_over_file_urls()
+    {
         let (dir, data) = served_file();
         let server = FaultServer::serve(dir.path()).unwrap();
         let got = fetch_from(&transport(fast()), server.url_for("image.lz4"), 700_001).unwrap();
@@ -803,7 +804,10 @@ mod tests {
 
         server.add_rule(Rule::new(PathMatch::suffix(".lz4"), Fault::IgnoreRange));
         let got = fetch_from(&transport(fast()), server.url_for("image.lz4"), 123_456).unwrap();
-        assert!(got == data[123_456..], "the server's whole file, the first bytes skipped");
+        assert!(
+            got == data[123_456..],
+            "the server's whole file, the first bytes skipped"
+        );
 
         let file = Url::from_file_path(dir.path().join("image.lz4")).unwrap();
         let got = fetch_from(&transport(fast()), file, 1_000_000).unwrap();

@@ -18,8 +18,8 @@
 //! stream's sha256 is checked against the signed metadata either way, and decoding is deterministic.
 
 use serde::{Deserialize, Serialize};
-use std::io::{self, Read};
 use std::hash::Hasher as _;
+use std::io::{self, Read};
 use twox_hash::XxHash32;
 
 const MAGIC: u32 = 0x184D_2204;
@@ -122,7 +122,9 @@ impl<R: Read> Decoder<R> {
 
     fn read_u32(&mut self, observe: &mut dyn FnMut(&[u8])) -> io::Result<u32> {
         self.read_exact(4, observe)?;
-        Ok(u32::from_le_bytes(self.raw[..4].try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.raw[..4].try_into().expect("4 bytes"),
+        ))
     }
 
     /// The next frame's first 4 bytes, or `None` at a clean end of the stream.
@@ -165,14 +167,14 @@ impl<R: Read> Decoder<R> {
                 continue;
             }
             if magic != MAGIC {
-                return Err(invalid(format!(
-                    "not an lz4 frame (magic {magic:#010x})"
-                )));
+                return Err(invalid(format!("not an lz4 frame (magic {magic:#010x})")));
             }
             self.read_exact(2, observe)?;
             let (flg, bd) = (self.raw[0], self.raw[1]);
             if flg >> 6 != 0b01 {
-                return Err(invalid(format!("unsupported lz4 frame version (FLG {flg:#04x})")));
+                return Err(invalid(format!(
+                    "unsupported lz4 frame version (FLG {flg:#04x})"
+                )));
             }
             if flg & 0b10 != 0 || bd & 0b1000_1111 != 0 {
                 return Err(invalid("reserved bits set in the lz4 frame descriptor"));
@@ -194,7 +196,8 @@ impl<R: Read> Decoder<R> {
             }
             self.read_exact(1, observe)?;
             let want = self.raw[0];
-            let got = (XxHash32::oneshot(0, &descriptor) >> 8) as u8;
+            // The header checksum is the second byte of the descriptor's XXH32.
+            let got = XxHash32::oneshot(0, &descriptor).to_le_bytes()[1];
             if got != want {
                 return Err(invalid(format!(
                     "lz4 frame header checksum {want:#04x}, computed {got:#04x}"
@@ -302,7 +305,13 @@ mod tests {
     #[allow(clippy::cast_possible_truncation)]
     fn image(len: usize) -> Vec<u8> {
         (0..len)
-            .map(|i| if i % 9000 < 3000 { 0 } else { (i * 7 / 5 + i / 1001) as u8 })
+            .map(|i| {
+                if i % 9000 < 3000 {
+                    0
+                } else {
+                    (i * 7 / 5 + i / 1001) as u8
+                }
+            })
             .collect()
     }
 
@@ -412,7 +421,11 @@ mod tests {
         let compressed = encode(&image(200_000), FrameInfo::new());
         let mut seen = Vec::new();
         let mut decoder = Decoder::new(&compressed[..], start());
-        while decoder.next_block(&mut |b| seen.extend_from_slice(b)).unwrap().is_some() {}
+        while decoder
+            .next_block(&mut |b| seen.extend_from_slice(b))
+            .unwrap()
+            .is_some()
+        {}
         assert!(seen == compressed);
     }
 }

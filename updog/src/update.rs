@@ -140,9 +140,10 @@ pub async fn update_image(
 
     let mut state = State::load(location).context(error::DiskSnafu)?;
     // Whether the inactive set is still as an interrupted update left it (cleared), before clearing it again.
-    let was_cleared = state.inactive().and_then(|set| state.gptprio(set)).is_some_and(|bits| {
-        bits.priority() == 0 && bits.tries_left() == 0 && !bits.successful()
-    });
+    let was_cleared = state
+        .inactive()
+        .and_then(|set| state.gptprio(set))
+        .is_some_and(|bits| bits.priority() == 0 && bits.tries_left() == 0 && !bits.successful());
     state.clear_inactive().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
     let inactive = state
@@ -161,14 +162,15 @@ pub async fn update_image(
     let mut targets = Vec::new();
     for kind in ImageKind::ALL {
         let name = kind.target(update);
-        let target = repository
-            .find_target(name)
-            .await
-            .map_err(|source| error::Error::ImageFetch {
-                image: kind.name(),
-                target: name.to_string(),
-                source: Box::new(source),
-            })?;
+        let target =
+            repository
+                .find_target(name)
+                .await
+                .map_err(|source| error::Error::ImageFetch {
+                    image: kind.name(),
+                    target: name.to_string(),
+                    source: Box::new(source),
+                })?;
         targets.push(target);
     }
     let mut resumer = Resumer::new(
@@ -447,7 +449,9 @@ async fn write_image(
             Err(e) => {
                 // Never write on after a failed or unverified stream; the set stays cleared.
                 writer.abort();
-                if resume.is_some() && matches!(e, TufError::HashMismatch { .. } | TufError::TooLarge { .. }) {
+                if resume.is_some()
+                    && matches!(e, TufError::HashMismatch { .. } | TufError::TooLarge { .. })
+                {
                     // The checkpointed prefix and the rest do not make the signed target: start over next time.
                     resumer.forget_current();
                 }
@@ -550,7 +554,11 @@ impl Resumer {
                     "Found a download checkpoint for {} ({} image(s) complete{})",
                     found.version,
                     found.complete.len(),
-                    if found.current.is_some() { ", one in progress" } else { "" }
+                    if found.current.is_some() {
+                        ", one in progress"
+                    } else {
+                        ""
+                    }
                 );
                 this.found = Some(found);
             }

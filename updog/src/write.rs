@@ -1130,7 +1130,12 @@ mod tests {
 
     /// Pushes `compressed` until `stop_at` bytes went in with checkpoints every `every` bytes, aborts (a crash),
     /// and returns the last durable point.
-    fn interrupted(target: &PartitionTarget, compressed: &[u8], stop_at: usize, every: u64) -> Resumable {
+    fn interrupted(
+        target: &PartitionTarget,
+        compressed: &[u8],
+        stop_at: usize,
+        every: u64,
+    ) -> Resumable {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -1147,9 +1152,10 @@ mod tests {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             let durable = loop {
                 let durable = writer.durable();
-                if durable.as_ref().is_some_and(|d| {
-                    d.position.compressed + every + (64 << 10) >= stop_at as u64
-                }) || std::time::Instant::now() > deadline
+                if durable
+                    .as_ref()
+                    .is_some_and(|d| d.position.compressed + every + (64 << 10) >= stop_at as u64)
+                    || std::time::Instant::now() > deadline
                 {
                     break durable.unwrap();
                 }
@@ -1194,26 +1200,40 @@ mod tests {
         // The durable point is at most one interval (and a block) before where the input stopped, aligned, with
         // the sha256 state of the compressed bytes before it and the checksum of the image before it.
         let (c, d) = (durable.position.compressed, durable.position.decompressed);
-        assert!(c + every + (64 << 10) >= stop_at as u64, "{c} for {stop_at}");
+        assert!(
+            c + every + (64 << 10) >= stop_at as u64,
+            "{c} for {stop_at}"
+        );
         assert!(d.is_multiple_of(ALIGN as u64));
         let mut sha = ResumableSha256::new();
         sha.update(&compressed[..usize::try_from(c).unwrap()]);
         assert_eq!(durable.sha256, sha);
         let d = usize::try_from(d).unwrap();
         assert_eq!(durable.prefix_checksum, XxHash3_128::oneshot(&data[..d]));
-        assert!(disk_bytes(&target, 1 << 20, d) == data[..d], "the prefix is on the partition");
+        assert!(
+            disk_bytes(&target, 1 << 20, d) == data[..d],
+            "the prefix is on the partition"
+        );
 
         let written = resumed(&target, &compressed, durable.clone()).unwrap();
         assert_eq!(written.len, data.len() as u64);
-        assert_eq!(written.checksum, XxHash3_128::oneshot(&data), "the whole image");
+        assert_eq!(
+            written.checksum,
+            XxHash3_128::oneshot(&data),
+            "the whole image"
+        );
         assert!(disk_bytes(&target, 1 << 20, data.len()) == data);
 
         // A prefix changed on the partition since: the resume is refused.
         let disk = OpenOptions::new().write(true).open(&target.disk).unwrap();
-        disk.write_all_at(&[data[5000] ^ 1], (1 << 20) + 5000).unwrap();
+        disk.write_all_at(&[data[5000] ^ 1], (1 << 20) + 5000)
+            .unwrap();
         disk.sync_all().unwrap();
         let error = resumed(&target, &compressed, durable).unwrap_err();
-        assert!(matches!(error, WriteError::PrefixMismatch { .. }), "{error}");
+        assert!(
+            matches!(error, WriteError::PrefixMismatch { .. }),
+            "{error}"
+        );
     }
 
     #[test]

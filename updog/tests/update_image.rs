@@ -571,7 +571,11 @@ fn sigterm_and_sighup_during_the_reboot_command_wait_for_it_then_end_updog_by_th
             ),
         );
         let _ = std::fs::remove_file(&marker);
-        let command = if signal == "TERM" { "update" } else { "update-apply" };
+        let command = if signal == "TERM" {
+            "update"
+        } else {
+            "update-apply"
+        };
         if signal == "HUP" {
             assert_eq!(node.updog(&["update-revert"]).code, Some(0));
         }
@@ -586,7 +590,11 @@ fn sigterm_and_sighup_during_the_reboot_command_wait_for_it_then_end_updog_by_th
             "{exit:?}"
         );
         // updog waited for the command before it let the signal end it.
-        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "done\n", "SIG{signal}");
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            "done\n",
+            "SIG{signal}"
+        );
         assert_eq!(node.bits("B"), (2, 1, false));
     }
     node.boot_expecting(SetSelect::B, "1.2.0");
@@ -1324,15 +1332,24 @@ fn block_ends(lz4: &[u8]) -> Vec<u64> {
 
 /// The checkpoint's compressed offset in the root image, if it has one.
 fn checkpointed_root_offset(node: &TestNode) -> Option<u64> {
-    let path = node.sysroot().join("var/lib/updog/download-checkpoint.json");
+    let path = node
+        .sysroot()
+        .join("var/lib/updog/download-checkpoint.json");
     let checkpoint: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let current = checkpoint.get("current")?;
-    (current["signed"]["image"] == "root").then(|| current["resume"]["position"]["compressed"].as_u64())?
+    (current["signed"]["image"] == "root")
+        .then(|| current["resume"]["position"]["compressed"].as_u64())?
 }
 
 /// Runs `updog update-image` with the server stalling the root image `target` at byte `stall_at`, waits until the
 /// checkpoint reaches `at_least`, and kills it with SIGKILL; the checkpointed offset it left.
-fn kill_in_root(node: &TestNode, server: &FaultServer, target: &str, stall_at: u64, at_least: u64) -> u64 {
+fn kill_in_root(
+    node: &TestNode,
+    server: &FaultServer,
+    target: &str,
+    stall_at: u64,
+    at_least: u64,
+) -> u64 {
     let stall = server.add_rule(Rule::new(
         PathMatch::suffix(target),
         Fault::StallAfter {
@@ -1386,20 +1403,39 @@ fn a_run_killed_at_90_percent_of_root_resumes_from_its_checkpoint_with_a_range_r
     );
     let before = node.active_set();
     let checkpointed = kill_in_root(&node, &server, &root_image(), stall_at, stall_at - INTERVAL);
-    assert_eq!(node.bits("B"), (0, 0, false), "a killed run leaves the set cleared");
+    assert_eq!(
+        node.bits("B"),
+        (0, 0, false),
+        "a killed run leaves the set cleared"
+    );
 
     let run = node.updog(&["update-image"]);
     assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
-    assert!(run.stderr.contains("Resuming the root image from a checkpoint"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("Resuming the root image from a checkpoint"),
+        "{run:#?}"
+    );
     let requests = server.requests_for(&root_image());
     let last = requests.last().unwrap();
-    assert_eq!(last.header("range"), Some(format!("bytes={checkpointed}-").as_str()));
+    assert_eq!(
+        last.header("range"),
+        Some(format!("bytes={checkpointed}-").as_str())
+    );
     assert_eq!(last.status, 206);
-    assert!(checkpointed + INTERVAL >= stall_at && stall_at * 10 >= len * 9, "{checkpointed} of {len}");
+    assert!(
+        checkpointed + INTERVAL >= stall_at && stall_at * 10 >= len * 9,
+        "{checkpointed} of {len}"
+    );
     // Byte-identical to a clean install, valid, the running set untouched, no checkpoint left.
     node.assert_written("1.2.0");
     assert_eq!(node.active_set(), before);
-    assert!(!node.sysroot().join("var/lib/updog/download-checkpoint.json").exists());
+    assert!(
+        !node
+            .sysroot()
+            .join("var/lib/updog/download-checkpoint.json")
+            .exists()
+    );
     eprintln!(
         "killed at byte {stall_at} of {len} ({:.1} %), resumed from byte {checkpointed}: {} bytes downloaded twice",
         stall_at as f64 * 100.0 / len as f64,
@@ -1417,7 +1453,8 @@ fn a_checkpoint_for_an_image_the_repository_no_longer_lists_is_dropped_and_the_i
     let dir = tempfile::tempdir().unwrap();
     let other_root = {
         use std::io::Write as _;
-        let info = lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max256KB);
+        let info =
+            lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max256KB);
         let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
         encoder.write_all(&images("1.2.0").root).unwrap();
         encoder.finish().unwrap()
@@ -1437,7 +1474,8 @@ fn a_checkpoint_for_an_image_the_repository_no_longer_lists_is_dropped_and_the_i
     let run = node.updog(&["update-image"]);
     assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
     assert!(
-        run.stderr.contains("Not resuming from the download checkpoint")
+        run.stderr
+            .contains("Not resuming from the download checkpoint")
             && run.stderr.contains("no longer lists the same images"),
         "{run:#?}"
     );
@@ -1445,7 +1483,12 @@ fn a_checkpoint_for_an_image_the_repository_no_longer_lists_is_dropped_and_the_i
     assert_eq!(requests.len(), 1, "{requests:#?}");
     assert_eq!(requests[0].header("range"), None);
     node.assert_written("1.2.0");
-    assert!(!node.sysroot().join("var/lib/updog/download-checkpoint.json").exists());
+    assert!(
+        !node
+            .sysroot()
+            .join("var/lib/updog/download-checkpoint.json")
+            .exists()
+    );
 }
 
 // ---- failures on a loop device ---------------------------------------------------------------------------------
