@@ -324,6 +324,13 @@ mod tests {
         assert_eq!(cli.disk, Some(PathBuf::from("/dev/vda")));
         assert!(parse_from(&["--reboot", "update-apply"]).unwrap().reboot);
         assert!(parse_from(&["update-image", "--json"]).unwrap().json);
+        assert_eq!(
+            parse_from(&["update-image", "--max-rate", "65536"])
+                .unwrap()
+                .max_rate,
+            Some(65536)
+        );
+        assert!(parse_from(&["update-image", "--max-rate", "0"]).is_err());
     }
 
     #[test]

@@ -550,6 +550,16 @@ ignore_waves = false
         assert_eq!(bounds.fetch.stall_timeout, Duration::from_secs(86_400));
         assert_eq!(bounds.fetch.retries, 1000);
 
+        // A download rate limit and the checkpoint interval: none and 16 MiB by default.
+        assert_eq!(parse(GOOD).unwrap().fetch.max_rate, None);
+        assert_eq!(parse(GOOD).unwrap().checkpoint_interval, 16 << 20);
+        let limited = parse(&format!(
+            "{GOOD}max_rate = 1048576\ncheckpoint_interval_bytes = 4096\n"
+        ))
+        .unwrap();
+        assert_eq!(limited.fetch.max_rate, Some(1 << 20));
+        assert_eq!(limited.checkpoint_interval, 4096);
+
         for (extra, key) in [
             ("disk = \"loop3\"", "disk"),
             ("reboot_command = []", "reboot_command"),
@@ -570,6 +580,22 @@ ignore_waves = false
             ("min_transfer_bytes = -1", "min_transfer_bytes"),
             ("min_transfer_bytes = 1.5", "min_transfer_bytes"),
             ("min_transfer_bytes = \"1024\"", "min_transfer_bytes"),
+            ("max_rate = 0", "max_rate"),
+            ("max_rate = -1", "max_rate"),
+            ("max_rate = 1099511627777", "max_rate"),
+            ("max_rate = \"1M\"", "max_rate"),
+            (
+                "checkpoint_interval_bytes = 4095",
+                "checkpoint_interval_bytes",
+            ),
+            (
+                "checkpoint_interval_bytes = 1073741825",
+                "checkpoint_interval_bytes",
+            ),
+            (
+                "checkpoint_interval_bytes = 1.5",
+                "checkpoint_interval_bytes",
+            ),
         ] {
             let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
             assert!(

@@ -1491,6 +1491,33 @@ fn a_checkpoint_for_an_image_the_repository_no_longer_lists_is_dropped_and_the_i
     );
 }
 
+#[test]
+fn max_rate_holds_the_image_downloads_to_at_least_their_size_over_the_rate() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let node = TestNode::on_image_file("1.1.0");
+    node.configure(newest(), &server.base_url(), "");
+    let names = image_names("1.2.0");
+    let images: u64 = [&names.root, &names.boot, &names.hash]
+        .iter()
+        .map(|name| published(name).len() as u64)
+        .sum();
+    let rate = 20_000;
+    let started = Instant::now();
+    let run = node.updog(&["update-image", "--max-rate", &rate.to_string()]);
+    let took = started.elapsed();
+    assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
+    node.assert_written("1.2.0");
+    // The images alone, less the bucket's quarter second of burst: a lower bound only.
+    let at_least = Duration::from_secs_f64((images - rate / 4) as f64 / rate as f64);
+    assert!(
+        took >= at_least,
+        "{images} bytes at {rate} B/s took {took:?}"
+    );
+}
+
 // ---- failures on a loop device ---------------------------------------------------------------------------------
 
 #[test]
