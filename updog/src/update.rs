@@ -566,7 +566,7 @@ impl Resumer {
         this
     }
 
-    /// The interval to offer checkpoints at; none when there is nowhere to keep them.
+    /// The interval to offer checkpoints at (updog.toml's `checkpoint_interval_bytes`).
     fn interval(&self) -> Option<u64> {
         Some(self.interval)
     }
