@@ -228,9 +228,14 @@ pub async fn fixture_root_json() -> Result<Vec<u8>, ChainError> {
         .to_vec())
 }
 
-/// lz4 frame-compresses data, the format of every image and migration target.
+/// lz4 frame-compresses data, the format of every image and migration target: independent 64 KiB blocks (set,
+/// not left to lz4_flex's `Auto`, which sizes blocks by the first write: 4 MiB for a whole image, and updog can
+/// resume a download only at a block boundary).
 pub fn lz4_compress(data: &[u8]) -> Vec<u8> {
-    let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    let info = lz4_flex::frame::FrameInfo::new()
+        .block_size(lz4_flex::frame::BlockSize::Max64KB)
+        .block_mode(lz4_flex::frame::BlockMode::Independent);
+    let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
     encoder
         .write_all(data)
         .expect("writing to a Vec cannot fail");

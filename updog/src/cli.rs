@@ -74,6 +74,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub disk: Option<PathBuf>,
 
+    /// Download at most this many bytes per second (instead of updog.toml's `max_rate`).
+    #[arg(long, global = true, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..=1_099_511_627_776))]
+    pub max_rate: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -126,6 +130,10 @@ pub fn parse() -> std::result::Result<Cli, (Output, u8)> {
 /// Runs a parsed command line: the command under its locks, then (`--reboot` after `update` or `update-apply`) the
 /// reboot command, once the locks are released.
 pub fn run(cli: &Cli) -> Result<Output> {
+    // Only deferring needs the handler; until then it acts as the default action.
+    if let Err(e) = crate::signals::install() {
+        log::warn!("Cannot handle SIGTERM/SIGHUP ({e}); they will not be deferred");
+    }
     let (output, reboot_command) = run_locked(cli)?;
     if let Some(command) = reboot_command {
         update::reboot(&command)?;
@@ -187,7 +195,10 @@ fn run_locked(cli: &Cli) -> Result<(Output, Option<Vec<String>>)> {
         };
     }
 
-    let node = Node::load(sysroot)?;
+    let mut node = Node::load(sysroot)?;
+    if let Some(rate) = cli.max_rate {
+        node.config.fetch.max_rate = Some(rate);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,6 +360,13 @@ mod tests {
         assert_eq!(cli.disk, Some(PathBuf::from("/dev/vda")));
         assert!(parse_from(&["--reboot", "update-apply"]).unwrap().reboot);
         assert!(parse_from(&["update-image", "--json"]).unwrap().json);
+        assert_eq!(
+            parse_from(&["update-image", "--max-rate", "65536"])
+                .unwrap()
+                .max_rate,
+            Some(65536)
+        );
+        assert!(parse_from(&["update-image", "--max-rate", "0"]).is_err());
     }
 
     #[test]

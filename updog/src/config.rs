@@ -23,6 +23,8 @@
 //! min_transfer_bytes = 1024             # the bytes that must arrive in every stall_timeout_seconds window
 //! download_retries = 5                  # retries without progress before a download fails
 //! health_check_timeout_seconds = 60     # each check in /etc/updog/health.d may run this long (mark-successful-boot)
+//! max_rate = 1048576                    # download at most this many bytes per second (default: no limit)
+//! checkpoint_interval_bytes = 16777216  # compressed bytes between download checkpoints (crash resume)
 //! ```
 
 use crate::fetch::{FetchSettings, HttpsProxy};
@@ -91,8 +93,11 @@ pub struct Config {
     pub reboot_command: Vec<String>,
     /// Ours: how long each health check of `mark-successful-boot` may run before its process group is killed.
     pub health_check_timeout: Duration,
-    /// Ours: the download policy (minimum rate over the stall timeout, retries), and the proxy from `https_proxy`/`no_proxy`.
+    /// Ours: the download policy (minimum rate over the stall timeout, retries, `max_rate`), and the proxy from
+    /// `https_proxy`/`no_proxy`.
     pub fetch: FetchSettings,
+    /// Ours: compressed bytes between two download checkpoints (`checkpoint_interval_bytes`).
+    pub checkpoint_interval: u64,
 }
 
 /// `health_check_timeout_seconds` when absent.
@@ -120,6 +125,13 @@ const MIN_TRANSFER_EXPECTED: &str =
     "an integer from 1 to 1048576 (bytes per stall_timeout_seconds)";
 /// `min_transfer_bytes` at most 1 MiB: a higher floor would fail healthy but modest links.
 const MIN_TRANSFER_MAX: u64 = 1024 * 1024;
+const CHECKPOINT_EXPECTED: &str =
+    "an integer from 4096 to 1073741824 (compressed bytes between checkpoints)";
+/// Each checkpoint costs a flush of the partition: not more often than every 4 KiB, nor rarer than every GiB.
+const CHECKPOINT_MIN: u64 = 4096;
+const CHECKPOINT_MAX: u64 = 1 << 30;
+const MAX_RATE_EXPECTED: &str = "an integer from 1 to 1099511627776 (bytes per second)";
+const MAX_RATE_MAX: u64 = 1 << 40;
 
 impl Config {
     /// Reads and checks the config file at `path`.
@@ -253,6 +265,25 @@ impl Config {
                 ));
             }
         };
+        if let Some(value) = table.get("max_rate") {
+            fetch.max_rate = Some(
+                value
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| (1..=MAX_RATE_MAX).contains(n))
+                    .ok_or_else(|| keys.invalid("max_rate", MAX_RATE_EXPECTED, value))?,
+            );
+        }
+        let mut checkpoint_interval = crate::checkpoint::DEFAULT_INTERVAL;
+        if let Some(value) = table.get("checkpoint_interval_bytes") {
+            checkpoint_interval = value
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| (CHECKPOINT_MIN..=CHECKPOINT_MAX).contains(n))
+                .ok_or_else(|| {
+                    keys.invalid("checkpoint_interval_bytes", CHECKPOINT_EXPECTED, value)
+                })?;
+        }
 
         fetch.https_proxy = HttpsProxy::from_config(https_proxy.as_deref(), no_proxy.as_deref());
         if let Some(proxy) = &fetch.https_proxy {
@@ -278,6 +309,7 @@ impl Config {
             reboot_command,
             health_check_timeout,
             fetch,
+            checkpoint_interval,
         })
     }
 }
@@ -547,6 +579,16 @@ ignore_waves = false
         assert_eq!(bounds.fetch.stall_timeout, Duration::from_secs(86_400));
         assert_eq!(bounds.fetch.retries, 1000);
 
+        // A download rate limit and the checkpoint interval: none and 16 MiB by default.
+        assert_eq!(parse(GOOD).unwrap().fetch.max_rate, None);
+        assert_eq!(parse(GOOD).unwrap().checkpoint_interval, 16 << 20);
+        let limited = parse(&format!(
+            "{GOOD}max_rate = 1048576\ncheckpoint_interval_bytes = 4096\n"
+        ))
+        .unwrap();
+        assert_eq!(limited.fetch.max_rate, Some(1 << 20));
+        assert_eq!(limited.checkpoint_interval, 4096);
+
         for (extra, key) in [
             ("disk = \"loop3\"", "disk"),
             ("reboot_command = []", "reboot_command"),
@@ -575,6 +617,22 @@ ignore_waves = false
             ("min_transfer_bytes = -1", "min_transfer_bytes"),
             ("min_transfer_bytes = 1.5", "min_transfer_bytes"),
             ("min_transfer_bytes = \"1024\"", "min_transfer_bytes"),
+            ("max_rate = 0", "max_rate"),
+            ("max_rate = -1", "max_rate"),
+            ("max_rate = 1099511627777", "max_rate"),
+            ("max_rate = \"1M\"", "max_rate"),
+            (
+                "checkpoint_interval_bytes = 4095",
+                "checkpoint_interval_bytes",
+            ),
+            (
+                "checkpoint_interval_bytes = 1073741825",
+                "checkpoint_interval_bytes",
+            ),
+            (
+                "checkpoint_interval_bytes = 1.5",
+                "checkpoint_interval_bytes",
+            ),
         ] {
             let message = parse(&format!("{GOOD}{extra}\n")).unwrap_err().to_string();
             assert!(

@@ -43,10 +43,12 @@
 
 use crate::transport::QueryParams;
 use bytes::Bytes;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use snafu::Snafu;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -75,6 +77,9 @@ pub struct FetchSettings {
     pub max_backoff: Duration,
     /// updog.toml's proxy for `https://` URLs; `None`: reqwest's own reading of the environment.
     pub https_proxy: Option<HttpsProxy>,
+    /// At most this many bytes per second over all of the transport's fetches (`--max-rate`, `max_rate`); `None`:
+    /// no limit.
+    pub max_rate: Option<u64>,
 }
 
 impl Default for FetchSettings {
@@ -88,6 +93,7 @@ impl Default for FetchSettings {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
             https_proxy: None,
+            max_rate: None,
         }
     }
 }
@@ -203,6 +209,8 @@ pub struct ResumingTransport {
     client: reqwest::Client,
     settings: FetchSettings,
     params: QueryParams,
+    /// `max_rate`, shared by every fetch of this transport and its clones.
+    limit: Option<Arc<RateLimit>>,
 }
 
 impl ResumingTransport {
@@ -221,10 +229,12 @@ impl ResumingTransport {
         let client = builder
             .build()
             .map_err(|source| FetchError::Client { source })?;
+        let limit = settings.max_rate.map(|rate| Arc::new(RateLimit::new(rate)));
         Ok(Self {
             client,
             settings,
             params,
+            limit,
         })
     }
 
@@ -256,11 +266,35 @@ fn install_crypto_provider() {
     }
 }
 
-#[tough::async_trait]
-impl Transport for ResumingTransport {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
+impl ResumingTransport {
+    /// Fetches `url` from byte `offset` on: the first request already asks for `Range: bytes=OFFSET-` (a server that
+    /// ignores it is read from the start and the first `offset` bytes skipped, as after a drop); a `file://` URL is
+    /// read and its first `offset` bytes skipped. For continuing a download from a checkpoint.
+    pub async fn fetch_from(
+        &self,
+        url: Url,
+        offset: u64,
+    ) -> Result<TransportStream, TransportError> {
         match url.scheme() {
-            "file" => FilesystemTransport.fetch(url).await,
+            "file" => {
+                let stream = FilesystemTransport.fetch(url).await?;
+                let mut skip = offset;
+                Ok(Box::pin(stream.filter_map(move |chunk| {
+                    let chunk = match chunk {
+                        Ok(chunk) if skip >= chunk.len() as u64 => {
+                            skip -= chunk.len() as u64;
+                            None
+                        }
+                        Ok(chunk) => {
+                            let from = usize::try_from(skip).expect("less than the chunk's length");
+                            skip = 0;
+                            Some(Ok(chunk.slice(from..)))
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    futures::future::ready(chunk)
+                })))
+            }
             "http" | "https" => {
                 // The deadline runs from the caller's request, not from when the task first runs.
                 let deadline = self
@@ -272,6 +306,8 @@ impl Transport for ResumingTransport {
                     settings: self.settings.clone(),
                     url: self.params.apply(url),
                     deadline,
+                    start: offset,
+                    limit: self.limit.clone(),
                 };
                 let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
                 tokio::spawn(download.run(tx));
@@ -287,6 +323,13 @@ impl Transport for ResumingTransport {
     }
 }
 
+#[tough::async_trait]
+impl Transport for ResumingTransport {
+    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
+        self.fetch_from(url, 0).await
+    }
+}
+
 type Chunks = mpsc::Sender<Result<Bytes, TransportError>>;
 
 /// One file being downloaded.
@@ -296,6 +339,9 @@ struct Download {
     url: Url,
     /// When the whole fetch must have ended, and the limit it came from.
     deadline: Option<(Instant, Duration)>,
+    /// The first byte wanted.
+    start: u64,
+    limit: Option<Arc<RateLimit>>,
 }
 
 /// How one attempt ended, when not with the whole body.
@@ -326,7 +372,7 @@ impl Download {
     }
 
     async fn download(&self, tx: &Chunks) -> Result<(), TransportError> {
-        let mut offset = 0u64;
+        let mut offset = self.start;
         let mut failures = 0u32;
         let mut backoff = self.settings.initial_backoff;
         loop {
@@ -452,6 +498,14 @@ impl Download {
             };
             // Skipped bytes count too: they came over the link.
             rate.arrived(chunk.len() as u64);
+            if let Some(limit) = &self.limit {
+                let wait = limit.take(chunk.len() as u64);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                    // Our own pacing is not the server's slowness.
+                    rate.pause(wait);
+                }
+            }
             let chunk = if skip > 0 {
                 let drop = usize::try_from(skip).map_or(chunk.len(), |skip| skip.min(chunk.len()));
                 skip -= drop as u64;
@@ -568,6 +622,49 @@ impl RateWindow {
     }
 }
 
+/// `max_rate`: a token bucket over every byte received (skipped ones too: they used the link). It holds at most a
+/// quarter second's worth; a chunk larger than what it holds puts it in debt, and the next bytes wait until the debt
+/// is paid, so over any stretch longer than the burst the rate stays at or below `rate`.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    capacity: f64,
+    bucket: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    // Rates are at most 2^40: exact in an f64.
+    #[allow(clippy::cast_precision_loss)]
+    fn new(rate: u64) -> Self {
+        let rate = rate.max(1) as f64;
+        let capacity = rate / 4.0;
+        Self {
+            rate,
+            capacity,
+            bucket: std::sync::Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    /// Takes `bytes` from the bucket: how long to wait before passing them on.
+    #[allow(clippy::cast_precision_loss)]
+    fn take(&self, bytes: u64) -> Duration {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, at) = *bucket;
+        let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.capacity)
+            - bytes as f64;
+        *bucket = (tokens, now);
+        if tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-tokens / self.rate)
+        }
+    }
+}
+
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
 fn range_start(header: &str) -> Option<u64> {
     let range = header.trim().strip_prefix("bytes ")?;
@@ -621,6 +718,7 @@ mod tests {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(40),
             https_proxy: None,
+            max_rate: None,
         }
     }
 
@@ -675,6 +773,93 @@ mod tests {
         for request in &requests {
             assert_eq!(request.query.as_deref(), Some("seed=7"));
         }
+    }
+
+    fn fetch_from(
+        transport: &ResumingTransport,
+        url: Url,
+        offset: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        runtime().block_on(async {
+            let mut stream = transport.fetch_from(url, offset).await?;
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(&chunk?);
+            }
+            Ok(out)
+        })
+    }
+
+    #[test]
+    fn a_fetch_from_an_offset_asks_for_the_rest_at_once_and_works_without_range_and_over_file_urls()
+    {
+        let (dir, data) = served_file();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        let got = fetch_from(&transport(fast()), server.url_for("image.lz4"), 700_001).unwrap();
+        assert!(got == data[700_001..]);
+        let requests = server.requests_for(".lz4");
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].header("range"), Some("bytes=700001-"));
+        assert_eq!(requests[0].status, 206);
+
+        server.add_rule(Rule::new(PathMatch::suffix(".lz4"), Fault::IgnoreRange));
+        let got = fetch_from(&transport(fast()), server.url_for("image.lz4"), 123_456).unwrap();
+        assert!(
+            got == data[123_456..],
+            "the server's whole file, the first bytes skipped"
+        );
+
+        let file = Url::from_file_path(dir.path().join("image.lz4")).unwrap();
+        let got = fetch_from(&transport(fast()), file, 1_000_000).unwrap();
+        assert!(got == data[1_000_000..]);
+    }
+
+    #[test]
+    fn max_rate_holds_a_download_to_at_least_its_size_over_the_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small.lz4"), vec![7u8; 40 << 10]).unwrap();
+        let server = FaultServer::serve(dir.path()).unwrap();
+        let transport = transport(FetchSettings {
+            max_rate: Some(10 << 10),
+            ..fast()
+        });
+        let started = std::time::Instant::now();
+        let got = fetch(&transport, server.url_for("small.lz4")).unwrap();
+        let took = started.elapsed();
+        assert_eq!(got.len(), 40 << 10);
+        // 40 KiB at 10 KiB/s with a quarter second's burst: at least 3.75 s. A lower bound only.
+        assert!(took >= Duration::from_millis(3750), "took {took:?}");
+
+        // The limit is the transport's, shared by its clones: two fetches at once share it.
+        let dir2 = dir.path().to_owned();
+        std::fs::write(dir2.join("other.lz4"), vec![1u8; 20 << 10]).unwrap();
+        let other = transport.with_deadline(Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        runtime().block_on(async {
+            let (a, b) = futures::join!(
+                transport.fetch(server.url_for("small.lz4")),
+                other.fetch(server.url_for("other.lz4"))
+            );
+            let (mut a, mut b) = (a.unwrap(), b.unwrap());
+            let (mut na, mut nb) = (0, 0);
+            let (mut done_a, mut done_b) = (false, false);
+            while !(done_a && done_b) {
+                tokio::select! {
+                    chunk = a.next(), if !done_a => match chunk {
+                        Some(chunk) => na += chunk.unwrap().len(),
+                        None => done_a = true,
+                    },
+                    chunk = b.next(), if !done_b => match chunk {
+                        Some(chunk) => nb += chunk.unwrap().len(),
+                        None => done_b = true,
+                    },
+                }
+            }
+            assert_eq!((na, nb), (40 << 10, 20 << 10));
+        });
+        // 60 KiB at 10 KiB/s: at least 5.75 s.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(5750), "took {took:?}");
     }
 
     #[test]

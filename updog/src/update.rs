@@ -20,15 +20,31 @@
 //!    computed while writing;
 //! 5. only when all three passed: `mark-inactive-valid` (one try), on a freshly read table (so a concurrent
 //!    `mark-successful-boot` of the running set is not overwritten) of the same inactive set; then
-//!    `staged-image.json` records the version and the set (for `update-apply`);
+//!    `staged-image.json` records the version and the set (for `update-apply`). SIGTERM and SIGHUP are deferred
+//!    from here to the end of step 6, and around the reboot command ([`crate::signals`]); elsewhere they end updog
+//!    at once, which leaves the set cleared.
 //! 6. `update` only: `upgrade-to-inactive`, then `pending-upgrade.json` (after the table: a crash between the two
-//!    loses the record, so a fallback goes unrecorded, never a version recorded that was not tried). With `--reboot` the caller runs the reboot command ([`reboot`]) after
+//!    loses the record, so a fallback goes unrecorded, never a version recorded that was not tried). With `--reboot`
+//!    the caller runs the reboot command ([`reboot`]) after
 //!    releasing the locks, so a reboot command that blocks never keeps `mark-successful-boot` or a revert out.
+//!
+//! Crash-resumable downloads ([`crate::checkpoint`]): during step 4, every checkpoint interval of compressed input,
+//! at an lz4 block boundary whose bytes were flushed to the partition, `/var/lib/updog/download-checkpoint.json` is
+//! written atomically (and again when an image is complete). A later run that finds it, with the freshly verified
+//! metadata listing the same targets (name, length, sha256) and the same inactive set still cleared (priority 0,
+//! tries 0: nothing marked it valid meanwhile), skips the complete images after reading each back whole against
+//! its recorded checksum, and continues the image in progress with a Range request from the checkpointed
+//! compressed offset (sha256 continued from the recorded midstate, so the whole stream is checked), writing from
+//! the checkpointed image offset after reading the prefix back against its recorded checksum; the image is then
+//! read back whole as usual. Anything else starts over and removes the checkpoint; so does step 5.
 //!
 //! Any failure stops at once with the error; the inactive set stays as step 3 left it (priority 0, tries 0), and
 //! the active set is never written (its partitions are not opened; its bits change only in step 6, as upstream).
 
 use crate::check::{self, CheckOptions, Node, Output};
+use crate::checkpoint::{
+    self, Checkpoint, CompleteImage, PartialImage, ResumableSha256, SignedTarget,
+};
 use crate::error::{self, Result};
 use crate::fetch::ResumingTransport;
 use crate::lock::UpdogLock;
@@ -37,8 +53,9 @@ use crate::records::{self, SetRecord};
 use crate::select::{self, Decision};
 use crate::sysroot::Sysroot;
 use crate::transport::QueryParams;
+use crate::tuf::repository::FoundTarget;
 use crate::tuf::{self, Repository, TufError};
-use crate::write::{ImageWriter, WrittenImage};
+use crate::write::{self, ImageWriter, Resumable, Start, WriteError, WrittenImage};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use signpost::{DiskLock, Location, PartitionSet, PartitionTarget, State};
@@ -111,7 +128,7 @@ pub async fn update_image(
     let params = node.query_params();
     let transport = ResumingTransport::new(params.clone(), node.config.fetch.clone())
         .context(error::TransportSnafu)?;
-    let mut repository = node.load_repository(transport).await?;
+    let mut repository = node.load_repository(transport.clone()).await?;
     let manifest = node.read_manifest(&mut repository).await?;
     let query = options.selection.query(node, now);
     let update = match select::decide(&manifest, &query) {
@@ -132,6 +149,11 @@ pub async fn update_image(
         records::remove_record(&record).context(error::RecordsSnafu)?;
     }
     let mut state = State::load(location).context(error::DiskSnafu)?;
+    // Whether the inactive set is still as an interrupted update left it (cleared), before clearing it again.
+    let was_cleared = state
+        .inactive()
+        .and_then(|set| state.gptprio(set))
+        .is_some_and(|bits| bits.priority() == 0 && bits.tries_left() == 0 && !bits.successful());
     state.clear_inactive().context(error::DiskSnafu)?;
     state.write(disk_lock).context(error::DiskSnafu)?;
     let inactive = state
@@ -147,16 +169,68 @@ pub async fn update_image(
         inactive.boot
     );
 
+    let mut targets = Vec::new();
     for kind in ImageKind::ALL {
+        let name = kind.target(update);
+        let target =
+            repository
+                .find_target(name)
+                .await
+                .map_err(|source| error::Error::ImageFetch {
+                    image: kind.name(),
+                    target: name.to_string(),
+                    source: Box::new(source),
+                })?;
+        targets.push(target);
+    }
+    let mut resumer = Resumer::new(
+        checkpoint::path(&node.sysroot),
+        node.config.checkpoint_interval,
+        Checkpoint {
+            version: update.version.to_string(),
+            inactive_boot: inactive.boot.partuuid.to_string(),
+            complete: Vec::new(),
+            current: None,
+        },
+        &targets,
+        was_cleared,
+    );
+
+    for (kind, target) in ImageKind::ALL.into_iter().zip(&targets) {
         let partition = kind.partition(&inactive);
-        let written = write_image(
+        if resumer.already_written(kind, target, partition) {
+            continue;
+        }
+        let written = match write_image(
             &mut repository,
+            &transport,
             kind,
-            kind.target(update),
+            target,
             partition,
             progress,
+            &mut resumer,
         )
-        .await?;
+        .await
+        {
+            // A checkpoint whose prefix is no longer on the partition: this image from its start.
+            Err(error::Error::ImageWrite { source })
+                if matches!(*source, WriteError::PrefixMismatch { .. }) =>
+            {
+                log::warn!("{source}; writing the {} image from its start", kind.name());
+                resumer.forget_current();
+                write_image(
+                    &mut repository,
+                    &transport,
+                    kind,
+                    target,
+                    partition,
+                    progress,
+                    &mut resumer,
+                )
+                .await?
+            }
+            result => result?,
+        };
         log::info!(
             "Wrote the {} image ({} bytes, XXH3-128 {}) to {partition}{}; flushed, read back and verified",
             kind.name(),
@@ -164,6 +238,7 @@ pub async fn update_image(
             written.checksum_hex(),
             if written.direct { " (direct I/O)" } else { "" }
         );
+        resumer.complete(kind, target, &written);
     }
 
     // Re-read the table: the running set's bits may have changed meanwhile (mark-successful-boot), and writing an
@@ -177,20 +252,26 @@ pub async fn update_image(
             now: now_inactive.map_or_else(|| "none".to_string(), |set| set.boot.to_string()),
         }
     );
-    state.mark_inactive_valid().context(error::DiskSnafu)?;
-    state.write(disk_lock).context(error::DiskSnafu)?;
-    let staged = SetRecord {
-        version: update.version.clone(),
-        boot_partuuid: inactive.boot.partuuid.to_string(),
-    };
-    records::write_set_record(&node.sysroot.staged_image(), &staged)
-        .context(error::RecordsSnafu)?;
-
-    if options.apply {
-        state.upgrade_to_inactive().context(error::DiskSnafu)?;
+    {
+        // A SIGTERM/SIGHUP waits for these steps (crate::signals).
+        let _deferred = crate::signals::Deferred::new();
+        state.mark_inactive_valid().context(error::DiskSnafu)?;
         state.write(disk_lock).context(error::DiskSnafu)?;
-        records::write_set_record(&node.sysroot.pending_upgrade(), &staged)
+        // The set is whole and valid: nothing is left to resume (a leftover would not match a cleared set anyway).
+        resumer.finished();
+        let staged = SetRecord {
+            version: update.version.clone(),
+            boot_partuuid: inactive.boot.partuuid.to_string(),
+        };
+        records::write_set_record(&node.sysroot.staged_image(), &staged)
             .context(error::RecordsSnafu)?;
+
+        if options.apply {
+            state.upgrade_to_inactive().context(error::DiskSnafu)?;
+            state.write(disk_lock).context(error::DiskSnafu)?;
+            records::write_set_record(&node.sysroot.pending_upgrade(), &staged)
+                .context(error::RecordsSnafu)?;
+        }
     }
 
     Ok(Output {
@@ -333,29 +414,54 @@ async fn cache_migrations(
     Ok(())
 }
 
-/// Step 4 for one image: stream, decode, write, flush, read back, compare.
+/// Step 4 for one image: stream (from the checkpoint, if `resumer` has one for it), decode, write, flush, read
+/// back, compare; durable positions go to `resumer` as they come.
 async fn write_image(
     repository: &mut Repository,
+    transport: &ResumingTransport,
     kind: ImageKind,
-    name: &str,
+    target: &FoundTarget,
     partition: &PartitionTarget,
     progress: &dyn ProgressSink,
+    resumer: &mut Resumer,
 ) -> Result<WrittenImage> {
+    let name = target.name.as_str();
     let fetch_error = |source: TufError| error::Error::ImageFetch {
         image: kind.name(),
         target: name.to_string(),
         source: Box::new(source),
     };
-    let target = repository.find_target(name).await.map_err(fetch_error)?;
     let total = target.file.length;
-    let mut stream = repository
-        .stream_target(&target)
-        .await
-        .map_err(fetch_error)?;
+    let resume = resumer.resume_for(kind, target);
+    let mut stream = match &resume {
+        Some(resume) => {
+            log::info!(
+                "Resuming the {} image from a checkpoint: byte {} of {total} of {name} (image byte {})",
+                kind.name(),
+                resume.position.compressed,
+                resume.position.decompressed
+            );
+            repository
+                .stream_target_from(
+                    target,
+                    transport,
+                    resume.position.compressed,
+                    resume.sha256.clone(),
+                )
+                .await
+        }
+        None => repository.stream_target(target).await,
+    }
+    .map_err(fetch_error)?;
 
-    let mut writer = ImageWriter::start(partition, kind.name()).context(error::ImageWriteSnafu)?;
+    let start = Start {
+        checkpoint_every: resumer.interval(),
+        resume: resume.clone(),
+    };
+    let mut writer =
+        ImageWriter::start_with(partition, kind.name(), start).context(error::ImageWriteSnafu)?;
     let mut reporter = PhaseReporter::new(progress);
-    let mut done = 0u64;
+    let mut done = resume.as_ref().map_or(0, |r| r.position.compressed);
     let event = |done, written| ProgressEvent {
         phase: Phase::Write,
         image: Some(kind.name()),
@@ -364,8 +470,19 @@ async fn write_image(
         total_bytes: total,
         written_bytes: Some(written),
     };
-    reporter.report(&event(0, 0));
-    while let Some(chunk) = stream.next().await {
+    reporter.report(&event(done, writer.written()));
+    loop {
+        // A durable point is recorded as soon as the writer has one, also while the download waits.
+        let chunk = tokio::select! {
+            chunk = stream.next() => chunk,
+            () = writer.durable_changed() => {
+                if let Some(durable) = writer.durable() {
+                    resumer.durable(kind, target, &durable);
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         match chunk {
             Ok(bytes) => {
                 done += bytes.len() as u64;
@@ -378,6 +495,12 @@ async fn write_image(
             Err(e) => {
                 // Never write on after a failed or unverified stream; the set stays cleared.
                 writer.abort();
+                if resume.is_some()
+                    && matches!(e, TufError::HashMismatch { .. } | TufError::TooLarge { .. })
+                {
+                    // The checkpointed prefix and the rest do not make the signed target: start over next time.
+                    resumer.forget_current();
+                }
                 return Err(fetch_error(e));
             }
         }
@@ -407,6 +530,230 @@ async fn write_image(
     Ok(written)
 }
 
+/// The download checkpoint of one update-image run (see the module documentation): what it found, what it
+/// records. Failing to record one is logged, not fatal: it only saves a later run some downloading.
+struct Resumer {
+    path: std::path::PathBuf,
+    interval: u64,
+    checkpoint: Checkpoint,
+    /// What the found checkpoint offers: complete images and the position in the one after them.
+    found: Option<Checkpoint>,
+    /// The compressed offset of the last position recorded for the current image.
+    recorded: Option<u64>,
+}
+
+impl Resumer {
+    /// Reads the checkpoint at `path` and keeps it only if it matches this run (see the module documentation);
+    /// one that does not is removed. `fresh` is this run's checkpoint so far (no image written).
+    fn new(
+        path: std::path::PathBuf,
+        interval: u64,
+        fresh: Checkpoint,
+        targets: &[FoundTarget],
+        was_cleared: bool,
+    ) -> Self {
+        let found = Checkpoint::load(&path);
+        let mut this = Self {
+            path,
+            interval,
+            checkpoint: fresh,
+            found: None,
+            recorded: None,
+        };
+        let Some(found) = found else {
+            return this;
+        };
+        let signed: Vec<Option<SignedTarget>> = ImageKind::ALL
+            .into_iter()
+            .zip(targets)
+            .map(|(kind, target)| signed(kind, target))
+            .collect();
+        let listed = |s: &SignedTarget| signed.iter().flatten().any(|t| t == s);
+        let why_not = if found.inactive_boot != this.checkpoint.inactive_boot {
+            Some("it was for another inactive set".to_string())
+        } else if !was_cleared {
+            Some("the inactive set was changed since (it is not cleared)".to_string())
+        } else if !found
+            .complete
+            .iter()
+            .map(|c| &c.signed)
+            .chain(found.current.as_ref().map(|c| &c.signed))
+            .all(listed)
+        {
+            Some(format!(
+                "the repository no longer lists the same images as {} did (name, length, sha256)",
+                found.version
+            ))
+        } else {
+            None
+        };
+        match why_not {
+            Some(why) => {
+                log::info!(
+                    "Not resuming from the download checkpoint {}: {why}; starting over",
+                    this.path.display()
+                );
+                this.remove();
+            }
+            None => {
+                log::info!(
+                    "Found a download checkpoint for {} ({} image(s) complete{})",
+                    found.version,
+                    found.complete.len(),
+                    if found.current.is_some() {
+                        ", one in progress"
+                    } else {
+                        ""
+                    }
+                );
+                this.found = Some(found);
+            }
+        }
+        this
+    }
+
+    /// The interval to offer checkpoints at (updog.toml's `checkpoint_interval_bytes`).
+    fn interval(&self) -> Option<u64> {
+        Some(self.interval)
+    }
+
+    /// Whether `kind` was complete at the checkpoint and its partition still holds it (read back whole against
+    /// the recorded length and XXH3-128); it is then recorded as complete in this run's checkpoint.
+    fn already_written(
+        &mut self,
+        kind: ImageKind,
+        target: &FoundTarget,
+        partition: &PartitionTarget,
+    ) -> bool {
+        let Some(signed) = signed(kind, target) else {
+            return false;
+        };
+        let Some(done) = self
+            .found
+            .as_ref()
+            .and_then(|f| f.complete.iter().find(|c| c.signed == signed))
+            .cloned()
+        else {
+            return false;
+        };
+        let Ok(checksum) = u128::from_str_radix(&done.checksum, 16) else {
+            return false;
+        };
+        let image = WrittenImage {
+            len: done.len,
+            checksum,
+            direct: false,
+        };
+        match write::verify_image(partition, kind.name(), &image, &mut |_| {}) {
+            Ok(()) => {
+                log::info!(
+                    "The {} image ({} bytes, XXH3-128 {}) was written before the checkpoint; read back from \
+                     {partition} and verified",
+                    kind.name(),
+                    done.len,
+                    done.checksum
+                );
+                self.checkpoint.complete.push(done);
+                true
+            }
+            Err(e) => {
+                log::warn!("{e}; writing the {} image again", kind.name());
+                false
+            }
+        }
+    }
+
+    /// Where to continue `kind`, if the checkpoint has it in progress.
+    fn resume_for(&self, kind: ImageKind, target: &FoundTarget) -> Option<Resumable> {
+        let signed = signed(kind, target)?;
+        let current = self.found.as_ref()?.current.as_ref()?;
+        if current.signed != signed {
+            return None;
+        }
+        let resume = &current.resume;
+        Some(Resumable {
+            position: resume.position,
+            sha256: ResumableSha256::restore(&resume.sha256)?,
+            prefix_checksum: u128::from_str_radix(&resume.prefix_checksum, 16).ok()?,
+        })
+    }
+
+    /// The checkpoint's position for the image in progress is not to be used again.
+    fn forget_current(&mut self) {
+        if let Some(found) = &mut self.found {
+            found.current = None;
+        }
+        self.checkpoint.current = None;
+        self.recorded = None;
+        self.store();
+    }
+
+    /// `durable` of `kind` is on the partition: record it when it is new.
+    fn durable(&mut self, kind: ImageKind, target: &FoundTarget, durable: &Resumable) {
+        let Some(signed) = signed(kind, target) else {
+            return;
+        };
+        if self.recorded == Some(durable.position.compressed) {
+            return;
+        }
+        self.recorded = Some(durable.position.compressed);
+        self.checkpoint.current = Some(PartialImage {
+            signed,
+            resume: checkpoint::Resume {
+                position: durable.position,
+                sha256: durable.sha256.save(),
+                prefix_checksum: format!("{:032x}", durable.prefix_checksum),
+            },
+        });
+        self.store();
+    }
+
+    /// `kind` is written and verified whole.
+    fn complete(&mut self, kind: ImageKind, target: &FoundTarget, written: &WrittenImage) {
+        self.recorded = None;
+        self.checkpoint.current = None;
+        if let Some(found) = &mut self.found {
+            found.current = None;
+        }
+        let Some(signed) = signed(kind, target) else {
+            return;
+        };
+        self.checkpoint.complete.push(CompleteImage {
+            signed,
+            len: written.len,
+            checksum: written.checksum_hex(),
+        });
+        self.store();
+    }
+
+    /// The update is done: no checkpoint is left behind.
+    fn finished(&mut self) {
+        self.remove();
+    }
+
+    fn store(&self) {
+        if let Err(e) = self.checkpoint.store(&self.path) {
+            log::warn!("{e}; the download goes on without a checkpoint");
+        }
+    }
+
+    fn remove(&self) {
+        if let Err(e) = Checkpoint::remove(&self.path) {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// A target's signed identity for the checkpoint; none without a sha256 (its download cannot be resumed).
+fn signed(kind: ImageKind, target: &FoundTarget) -> Option<SignedTarget> {
+    Some(SignedTarget {
+        image: kind.name().to_string(),
+        target: target.name.clone(),
+        length: target.file.length,
+        sha256: target.file.hashes.get("sha256")?.to_ascii_lowercase(),
+    })
+}
+
 /// Upstream's immediate lines on stderr ("Starting update to X"), before the work they announce.
 fn announce(line: &str) {
     // Nothing to do if stderr is gone.
@@ -419,6 +766,8 @@ pub fn reboot(command: &[String]) -> Result<()> {
         return error::EmptyRebootCommandSnafu.fail();
     };
     log::info!("Rebooting: {}", command.join(" "));
+    // A SIGTERM/SIGHUP (the shutdown itself sends one) waits until the command has returned (crate::signals).
+    let _deferred = crate::signals::Deferred::new();
     let status = std::process::Command::new(program)
         .args(args)
         .status()

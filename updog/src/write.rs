@@ -36,6 +36,8 @@
 //!   caller must call [`ImageWriter::finish`] only after the stream ended `Ok`, and on any stream error
 //!   [`ImageWriter::abort`]: a finished, verified image is the only thing that may be marked valid.
 
+use crate::checkpoint::ResumableSha256;
+use crate::lz4::{self, Position};
 use bytes::Bytes;
 use signpost::{PartitionFile, PartitionTarget};
 use snafu::{ResultExt, Snafu};
@@ -126,6 +128,18 @@ pub enum WriteError {
         read: String,
     },
 
+    #[snafu(display(
+        "The first {len} bytes of the {image} image on {partition} are not what the download checkpoint recorded \
+         (XXH3-128 {read} read, {recorded} recorded)"
+    ))]
+    PrefixMismatch {
+        image: String,
+        partition: String,
+        len: u64,
+        recorded: String,
+        read: String,
+    },
+
     #[snafu(display("Failed to start a thread for the {image} image: {source}"))]
     Thread { image: String, source: io::Error },
 
@@ -183,7 +197,29 @@ impl AlignedBuf {
 /// What the decoder hands on.
 enum Decoded {
     Data(AlignedBuf),
+    /// The image up to here (exactly what the writer has written when it gets this) can be resumed from: flush it
+    /// and offer it as durable.
+    Mark(Resumable),
     End,
+}
+
+/// A point an image's write can continue from: the decoder's position, the SHA-256 state of the compressed bytes
+/// before it, and the XXH3-128 of the image before it (as written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumable {
+    pub position: Position,
+    pub sha256: ResumableSha256,
+    pub prefix_checksum: u128,
+}
+
+/// How a write starts: from the beginning or from a checkpoint, and how often it offers checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// Continue after the image's first `position.decompressed` bytes, already on the partition (they are read back
+    /// and must give `prefix_checksum`); the stream pushed starts at `position.compressed`.
+    pub resume: Option<Resumable>,
+    /// Offer a durable [`Resumable`] at the first block boundary after every this many compressed bytes.
+    pub checkpoint_every: Option<u64>,
 }
 
 /// What the writer tells the read-back: how far the image is on the device.
@@ -364,6 +400,7 @@ pub struct ImageWriter {
     written: Arc<AtomicU64>,
     verified: Arc<AtomicU64>,
     aborted: Arc<AtomicBool>,
+    durable: tokio::sync::watch::Receiver<Option<Resumable>>,
 }
 
 /// Spawns a named pipeline thread.
@@ -381,8 +418,22 @@ fn spawn<T: Send + 'static>(
 impl ImageWriter {
     /// Opens `target` and starts the pipeline's threads for the image named `image` (in messages).
     pub fn start(target: &PartitionTarget, image: &str) -> Result<Self, WriteError> {
+        Self::start_with(target, image, Start::default())
+    }
+
+    /// [`ImageWriter::start`], from a checkpoint and offering checkpoints as `start` says.
+    pub fn start_with(
+        target: &PartitionTarget,
+        image: &str,
+        start: Start,
+    ) -> Result<Self, WriteError> {
         let io = PartitionIo::open(target, image)?;
         let read_back = ReadBack::open(target, image)?;
+        // The prefix is read back by the writer before it writes on (its checksum continues from it).
+        let prefix = match &start.resume {
+            Some(resume) => Some((ReadBack::open(target, image)?, resume.clone())),
+            None => None,
+        };
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_QUEUED);
         let (decoded_tx, decoded_rx) = sync_channel::<Decoded>(BUFFERS);
         let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS);
@@ -396,10 +447,13 @@ impl ImageWriter {
         let verified = Arc::new(AtomicU64::new(0));
         let aborted = Arc::new(AtomicBool::new(false));
 
+        let (durable_tx, durable) = tokio::sync::watch::channel(None);
         let decode = Decode {
             image: image.to_string(),
             partition: target.to_string(),
             limit: target.len(),
+            resume: start.resume,
+            checkpoint_every: start.checkpoint_every,
         };
         let input = ChannelReader {
             rx: chunk_rx,
@@ -413,9 +467,10 @@ impl ImageWriter {
             image: image.to_string(),
             partition: target.to_string(),
             written: written.clone(),
+            durable: durable_tx,
         };
         let writer = spawn(format!("write-{image}"), image, move || {
-            write.run(io, decoded_rx, free_tx, flushed_tx)
+            write.run(io, prefix, decoded_rx, free_tx, flushed_tx)
         })?;
         let reader = spawn(format!("verify-{image}"), image, {
             let verified = verified.clone();
@@ -433,7 +488,21 @@ impl ImageWriter {
             written,
             verified,
             aborted,
+            durable,
         })
+    }
+
+    /// The latest point of the image that is flushed to the partition and can be resumed from (see
+    /// [`Start::checkpoint_every`]).
+    pub fn durable(&self) -> Option<Resumable> {
+        self.durable.borrow().clone()
+    }
+
+    /// Waits until [`ImageWriter::durable`] has a newer point (for ever once the writer has stopped).
+    pub async fn durable_changed(&mut self) {
+        if self.durable.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Passes the next piece of the compressed stream on. Fails (with the pipeline's error) when a stage has
@@ -591,11 +660,16 @@ struct Decode {
     image: String,
     partition: String,
     limit: u64,
+    resume: Option<Resumable>,
+    checkpoint_every: Option<u64>,
 }
 
 impl Decode {
-    /// Decodes into free buffers and hands them on full; returns the image's length. Any error (or a later stage
-    /// that stopped) drops the channel without an `End`, so the writer never flushes a partial image as complete.
+    /// Decodes block by block ([`lz4::Decoder`]) into free buffers and hands them on full; returns the image's
+    /// length. Every `checkpoint_every` compressed bytes, at the next block boundary it can resume from whose image
+    /// offset is [`ALIGN`]ed (so direct writes stay aligned), it hands on the buffer as filled so far and a
+    /// [`Decoded::Mark`]. Any error (or a later stage that stopped) drops the channel without an `End`, so the
+    /// writer never flushes a partial image as complete.
     // The stage owns its channel ends: returning drops them, which is how the stages next to it learn that it
     // stopped (the module's diagram).
     #[allow(clippy::needless_pass_by_value)]
@@ -605,30 +679,42 @@ impl Decode {
         free: Receiver<AlignedBuf>,
         decoded: SyncSender<Decoded>,
     ) -> Result<u64, WriteError> {
-        let mut decoder = lz4_flex::frame::FrameDecoder::new(input);
-        let mut total = 0u64;
+        let (at, mut sha256) = match self.resume {
+            Some(resume) => (resume.position, resume.sha256),
+            None => (
+                Position {
+                    compressed: 0,
+                    decompressed: 0,
+                    frame: None,
+                },
+                ResumableSha256::new(),
+            ),
+        };
+        let hashing = self.checkpoint_every.is_some();
+        let mut decoder = lz4::Decoder::new(input, at);
+        let mut last_mark = at.compressed;
+        let mut said_linked = false;
+        let mut total = at.decompressed;
+        let Ok(mut buf) = free.recv() else {
+            return Ok(total);
+        };
+        buf.filled = 0;
         loop {
-            let Ok(mut buf) = free.recv() else {
-                // The writer stopped; its error is the one to report.
-                return Ok(total);
-            };
-            let space = buf.space();
-            let mut filled = 0;
-            while filled < space.len() {
-                match decoder.read(&mut space[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(source) => {
-                        return Err(WriteError::Decode {
-                            image: self.image,
-                            source,
-                        });
-                    }
+            let block = match decoder.next_block(&mut |bytes| {
+                if hashing {
+                    sha256.update(bytes);
                 }
-            }
-            buf.filled = filled;
-            total += filled as u64;
+            }) {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(WriteError::Decode {
+                        image: self.image,
+                        source,
+                    });
+                }
+            };
+            total += block.len() as u64;
             if total > self.limit {
                 return TooLargeSnafu {
                     image: self.image,
@@ -637,19 +723,74 @@ impl Decode {
                 }
                 .fail();
             }
-            let end = filled < BUFFER_SIZE;
-            if end && total == 0 {
-                return EmptySnafu { image: self.image }.fail();
+            let mut rest = block;
+            while !rest.is_empty() {
+                let n = rest.len().min(BUFFER_SIZE - buf.filled);
+                let filled = buf.filled;
+                buf.space()[filled..filled + n].copy_from_slice(&rest[..n]);
+                buf.filled += n;
+                rest = &rest[n..];
+                if buf.filled == BUFFER_SIZE {
+                    if decoded.send(Decoded::Data(buf)).is_err() {
+                        return Ok(total);
+                    }
+                    let Ok(next) = free.recv() else {
+                        // The writer stopped; its error is the one to report.
+                        return Ok(total);
+                    };
+                    buf = next;
+                    buf.filled = 0;
+                }
             }
-            if filled > 0 && decoded.send(Decoded::Data(buf)).is_err() {
-                return Ok(total);
+            let Some(every) = self.checkpoint_every else {
+                continue;
+            };
+            if decoder.compressed() - last_mark < every {
+                continue;
             }
-            if end {
-                // A later stage may have stopped on an error of its own; it reports that.
-                let _ = decoded.send(Decoded::End);
-                return Ok(total);
+            match decoder.position() {
+                Some(position) if position.decompressed.is_multiple_of(ALIGN as u64) => {
+                    if buf.filled > 0 {
+                        if decoded.send(Decoded::Data(buf)).is_err() {
+                            return Ok(total);
+                        }
+                        let Ok(next) = free.recv() else {
+                            return Ok(total);
+                        };
+                        buf = next;
+                        buf.filled = 0;
+                    }
+                    let mark = Resumable {
+                        position,
+                        sha256: sha256.clone(),
+                        // The writer knows it.
+                        prefix_checksum: 0,
+                    };
+                    if decoded.send(Decoded::Mark(mark)).is_err() {
+                        return Ok(total);
+                    }
+                    last_mark = position.compressed;
+                }
+                None if !said_linked && decoder.in_linked_frame() => {
+                    log::warn!(
+                        "The {} image is an lz4 frame with linked blocks: its download cannot be resumed from a \
+                         checkpoint inside the frame (after a crash it starts over)",
+                        self.image
+                    );
+                    said_linked = true;
+                }
+                _ => {}
             }
         }
+        if total == 0 {
+            return EmptySnafu { image: self.image }.fail();
+        }
+        if buf.filled > 0 && decoded.send(Decoded::Data(buf)).is_err() {
+            return Ok(total);
+        }
+        // A later stage may have stopped on an error of its own; it reports that.
+        let _ = decoded.send(Decoded::End);
+        Ok(total)
     }
 }
 
@@ -658,6 +799,7 @@ struct Write {
     image: String,
     partition: String,
     written: Arc<AtomicU64>,
+    durable: tokio::sync::watch::Sender<Option<Resumable>>,
 }
 
 impl Write {
@@ -669,13 +811,16 @@ impl Write {
     fn run(
         self,
         mut io: PartitionIo,
+        prefix: Option<(ReadBack, Resumable)>,
         decoded: Receiver<Decoded>,
         free: SyncSender<AlignedBuf>,
         flushed: Sender<Flushed>,
     ) -> Result<WrittenImage, WriteError> {
-        let mut checksum = XxHash3_128::new();
-        let mut offset = 0u64;
-        let mut next_flush = WINDOW;
+        let (mut checksum, mut offset) = match prefix {
+            Some((read_back, resume)) => self.read_prefix(read_back, &resume)?,
+            None => (XxHash3_128::new(), 0),
+        };
+        let mut next_flush = offset + WINDOW;
         loop {
             match decoded.recv() {
                 Ok(Decoded::Data(buf)) => {
@@ -701,6 +846,24 @@ impl Write {
                         next_flush = offset + WINDOW;
                     }
                 }
+                Ok(Decoded::Mark(mark)) => {
+                    // The decoder cut its buffer at the mark, so everything before it is written.
+                    debug_assert_eq!(mark.position.decompressed, offset);
+                    if mark.position.decompressed != offset {
+                        continue;
+                    }
+                    io.sync_data().context(WriteSnafu {
+                        image: &self.image,
+                        partition: &self.partition,
+                        offset,
+                    })?;
+                    let _ = flushed.send(Flushed::UpTo(offset));
+                    next_flush = offset + WINDOW;
+                    self.durable.send_replace(Some(Resumable {
+                        prefix_checksum: checksum.clone().finish_128(),
+                        ..mark
+                    }));
+                }
                 Ok(Decoded::End) => break,
                 // An earlier stage failed (it reports why): what was written is not an image.
                 Err(_) => {
@@ -722,6 +885,32 @@ impl Write {
             checksum: checksum.finish_128(),
             direct: io.direct.is_some(),
         })
+    }
+}
+
+impl Write {
+    /// Resuming: reads the image's first bytes back from the device and checks them against the checksum the
+    /// checkpoint recorded for them; the checksum of the whole image continues from them.
+    fn read_prefix(
+        &self,
+        mut read_back: ReadBack,
+        resume: &Resumable,
+    ) -> Result<(XxHash3_128, u64), WriteError> {
+        let len = resume.position.decompressed;
+        read_back.advance(len, &|_| {})?;
+        let read = read_back.hasher.clone().finish_128();
+        if read != resume.prefix_checksum {
+            return PrefixMismatchSnafu {
+                image: &self.image,
+                partition: &self.partition,
+                len,
+                recorded: format!("{:032x}", resume.prefix_checksum),
+                read: format!("{read:032x}"),
+            }
+            .fail();
+        }
+        self.written.store(len, Ordering::Relaxed);
+        Ok((read_back.hasher, len))
     }
 }
 
@@ -937,6 +1126,114 @@ mod tests {
         disk.sync_all().unwrap();
         let error = verify_image(&target, "root", &written, &mut |_| {}).unwrap_err();
         assert!(matches!(error, WriteError::Mismatch { .. }), "{error}");
+    }
+
+    /// Pushes `compressed` until `stop_at` bytes went in with checkpoints every `every` bytes, aborts (a crash),
+    /// and returns the last durable point.
+    fn interrupted(
+        target: &PartitionTarget,
+        compressed: &[u8],
+        stop_at: usize,
+        every: u64,
+    ) -> Resumable {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let start = Start {
+                resume: None,
+                checkpoint_every: Some(every),
+            };
+            let mut writer = ImageWriter::start_with(target, "root", start).unwrap();
+            for chunk in compressed[..stop_at].chunks(10_000) {
+                writer.push(Bytes::copy_from_slice(chunk)).await.unwrap();
+            }
+            // The decoder has everything pushed; wait for the writer to flush what it can.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let durable = loop {
+                let durable = writer.durable();
+                if durable
+                    .as_ref()
+                    .is_some_and(|d| d.position.compressed + every + (64 << 10) >= stop_at as u64)
+                    || std::time::Instant::now() > deadline
+                {
+                    break durable.unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            };
+            writer.abort();
+            durable
+        })
+    }
+
+    fn resumed(
+        target: &PartitionTarget,
+        compressed: &[u8],
+        from: Resumable,
+    ) -> Result<WrittenImage, WriteError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let at = usize::try_from(from.position.compressed).unwrap();
+            let start = Start {
+                resume: Some(from),
+                checkpoint_every: Some(1 << 20),
+            };
+            let mut writer = ImageWriter::start_with(target, "root", start)?;
+            for chunk in compressed[at..].chunks(100_000) {
+                writer.push(Bytes::copy_from_slice(chunk)).await?;
+            }
+            writer.finish(&mut |_| {}, &mut |_| {})
+        })
+    }
+
+    #[test]
+    fn a_write_resumed_from_its_last_durable_point_gives_the_whole_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = partition(dir.path(), 16 << 20);
+        let data = pattern((9 << 20) + 4096 * 3);
+        let compressed = compress(&data);
+        let stop_at = compressed.len() * 9 / 10;
+        let every = 200_000;
+        let durable = interrupted(&target, &compressed, stop_at, every);
+        // The durable point is at most one interval (and a block) before where the input stopped, aligned, with
+        // the sha256 state of the compressed bytes before it and the checksum of the image before it.
+        let (c, d) = (durable.position.compressed, durable.position.decompressed);
+        assert!(
+            c + every + (64 << 10) >= stop_at as u64,
+            "{c} for {stop_at}"
+        );
+        assert!(d.is_multiple_of(ALIGN as u64));
+        let mut sha = ResumableSha256::new();
+        sha.update(&compressed[..usize::try_from(c).unwrap()]);
+        assert_eq!(durable.sha256, sha);
+        let d = usize::try_from(d).unwrap();
+        assert_eq!(durable.prefix_checksum, XxHash3_128::oneshot(&data[..d]));
+        assert!(
+            disk_bytes(&target, 1 << 20, d) == data[..d],
+            "the prefix is on the partition"
+        );
+
+        let written = resumed(&target, &compressed, durable.clone()).unwrap();
+        assert_eq!(written.len, data.len() as u64);
+        assert_eq!(
+            written.checksum,
+            XxHash3_128::oneshot(&data),
+            "the whole image"
+        );
+        assert!(disk_bytes(&target, 1 << 20, data.len()) == data);
+
+        // A prefix changed on the partition since: the resume is refused.
+        let disk = OpenOptions::new().write(true).open(&target.disk).unwrap();
+        disk.write_all_at(&[data[5000] ^ 1], (1 << 20) + 5000)
+            .unwrap();
+        disk.sync_all().unwrap();
+        let error = resumed(&target, &compressed, durable).unwrap_err();
+        assert!(
+            matches!(error, WriteError::PrefixMismatch { .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -553,6 +553,54 @@ fn update_writes_applies_and_runs_the_reboot_command() {
 }
 
 #[test]
+fn sigterm_and_sighup_during_the_reboot_command_wait_for_it_then_end_updog_by_the_signal() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let node = TestNode::on_image_file("1.1.0");
+    let marker = node.sysroot().join("reboot-finished");
+    for (signal, number) in [("TERM", 15), ("HUP", 1)] {
+        // The command signals updog (its parent), then takes a while before it is done.
+        node.configure(
+            newest(),
+            &server.base_url(),
+            &format!(
+                "reboot_command = [\"/bin/sh\", \"-c\", \"kill -{signal} $PPID; sleep 1; echo done > {}\"]\n",
+                marker.display()
+            ),
+        );
+        let _ = std::fs::remove_file(&marker);
+        let command = if signal == "TERM" {
+            "update"
+        } else {
+            "update-apply"
+        };
+        if signal == "HUP" {
+            assert_eq!(node.updog(&["update-revert"]).code, Some(0));
+        }
+        let exit = support::updog_command(node.sysroot(), &[command, "--reboot"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&exit),
+            Some(number),
+            "{exit:?}"
+        );
+        // updog waited for the command before it let the signal end it.
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            "done\n",
+            "SIG{signal}"
+        );
+        assert_eq!(node.bits("B"), (2, 1, false));
+    }
+    node.boot_expecting(SetSelect::B, "1.2.0");
+}
+
+#[test]
 fn update_without_reboot_does_not_reboot_and_update_apply_reboots_on_request() {
     if !tools() {
         return;
@@ -1257,6 +1305,216 @@ fn sigterm_mid_image_exits_by_the_signal_leaving_the_set_cleared_and_the_locks_f
         &node.updog(&["update-image"]),
         "1.2.0",
         "Update applied: aws-dev 1.2.0\n",
+    );
+}
+
+// ---- downloads that survive a crash -------------------------------------------------------------------------------
+
+/// Compressed bytes between checkpoints in these tests (updog.toml's smallest `checkpoint_interval_bytes`).
+const INTERVAL: u64 = 4096;
+
+/// The offsets in an lz4 frame stream just after each block: where a checkpoint can be.
+fn block_ends(lz4: &[u8]) -> Vec<u64> {
+    let word = |at: usize| u32::from_le_bytes(lz4[at..at + 4].try_into().unwrap());
+    assert_eq!(word(0), 0x184D_2204, "one lz4 frame");
+    let flg = lz4[4];
+    let mut at = 7 + if flg & 0b1000 != 0 { 8 } else { 0 };
+    let mut ends = Vec::new();
+    loop {
+        let size = word(at) & 0x7FFF_FFFF;
+        if size == 0 {
+            return ends;
+        }
+        at += 4 + size as usize + if flg & 0b1_0000 != 0 { 4 } else { 0 };
+        ends.push(at as u64);
+    }
+}
+
+/// The checkpoint's compressed offset in the root image, if it has one.
+fn checkpointed_root_offset(node: &TestNode) -> Option<u64> {
+    let path = node
+        .sysroot()
+        .join("var/lib/updog/download-checkpoint.json");
+    let checkpoint: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let current = checkpoint.get("current")?;
+    (current["signed"]["image"] == "root")
+        .then(|| current["resume"]["position"]["compressed"].as_u64())?
+}
+
+/// Runs `updog update-image` with the server stalling the root image `target` at byte `stall_at`, waits until the
+/// checkpoint reaches `at_least`, and kills it with SIGKILL; the checkpointed offset it left.
+fn kill_in_root(
+    node: &TestNode,
+    server: &FaultServer,
+    target: &str,
+    stall_at: u64,
+    at_least: u64,
+) -> u64 {
+    let stall = server.add_rule(Rule::new(
+        PathMatch::suffix(target),
+        Fault::StallAfter {
+            bytes: stall_at,
+            duration: Duration::from_secs(60),
+            then: AfterStall::Continue,
+        },
+    ));
+    let mut updog = support::updog_command(node.sysroot(), &["update-image"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if checkpointed_root_offset(node).is_some_and(|o| o >= at_least) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint at byte {at_least} or later (stalled at {stall_at}); last: {:?}",
+            checkpointed_root_offset(node)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    updog.kill().unwrap();
+    updog.wait().unwrap();
+    server.remove_rule(stall);
+    // Read after the kill: a later checkpoint may have come in between.
+    checkpointed_root_offset(node).unwrap()
+}
+
+#[test]
+fn a_run_killed_at_90_percent_of_root_resumes_from_its_checkpoint_with_a_range_request() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let root = published(&root_image());
+    let len = root.len() as u64;
+    // The first block boundary at or after 90 %: the server stalls there, updog is killed there.
+    let stall_at = *block_ends(&root)
+        .iter()
+        .find(|&&end| end * 10 >= len * 9)
+        .unwrap();
+    let node = TestNode::on_image_file("1.1.0");
+    node.configure(
+        newest(),
+        &server.base_url(),
+        &format!("checkpoint_interval_bytes = {INTERVAL}\n"),
+    );
+    let before = node.active_set();
+    let checkpointed = kill_in_root(&node, &server, &root_image(), stall_at, stall_at - INTERVAL);
+    assert_eq!(
+        node.bits("B"),
+        (0, 0, false),
+        "a killed run leaves the set cleared"
+    );
+
+    let run = node.updog(&["update-image"]);
+    assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
+    assert!(
+        run.stderr
+            .contains("Resuming the root image from a checkpoint"),
+        "{run:#?}"
+    );
+    let requests = server.requests_for(&root_image());
+    let last = requests.last().unwrap();
+    assert_eq!(
+        last.header("range"),
+        Some(format!("bytes={checkpointed}-").as_str())
+    );
+    assert_eq!(last.status, 206);
+    assert!(
+        checkpointed + INTERVAL >= stall_at && stall_at * 10 >= len * 9,
+        "{checkpointed} of {len}"
+    );
+    // Byte-identical to a clean install, valid, the running set untouched, no checkpoint left.
+    node.assert_written("1.2.0");
+    assert_eq!(node.active_set(), before);
+    assert!(
+        !node
+            .sysroot()
+            .join("var/lib/updog/download-checkpoint.json")
+            .exists()
+    );
+    eprintln!(
+        "killed at byte {stall_at} of {len} ({:.1} %), resumed from byte {checkpointed}: {} bytes downloaded twice",
+        stall_at as f64 * 100.0 / len as f64,
+        stall_at - checkpointed
+    );
+    node.boot_expecting(SetSelect::A, "1.1.0");
+}
+
+#[test]
+fn a_checkpoint_for_an_image_the_repository_no_longer_lists_is_dropped_and_the_image_starts_over() {
+    if !tools() {
+        return;
+    }
+    // First a repository whose ROOT is the same image compressed differently (another sha256).
+    let dir = tempfile::tempdir().unwrap();
+    let other_root = {
+        use std::io::Write as _;
+        let info =
+            lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max256KB);
+        let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        encoder.write_all(&images("1.2.0").root).unwrap();
+        encoder.finish().unwrap()
+    };
+    assert!(other_root != published(&root_image()));
+    let stall_at = other_root.len() as u64 * 9 / 10;
+    let repo = repo_with_root(dir.path(), other_root);
+    let custom_server = FaultServer::serve(dir.path()).unwrap();
+    let node = TestNode::on_image_file("1.1.0");
+    let extra = format!("checkpoint_interval_bytes = {INTERVAL}\n");
+    node.configure(&repo, &custom_server.base_url(), &extra);
+    kill_in_root(&node, &custom_server, &root_image(), stall_at, 1);
+
+    // Then the real one: the checkpoint names a sha256 it does not list.
+    let server = serve_world();
+    node.configure(newest(), &server.base_url(), &extra);
+    let run = node.updog(&["update-image"]);
+    assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
+    assert!(
+        run.stderr
+            .contains("Not resuming from the download checkpoint")
+            && run.stderr.contains("no longer lists the same images"),
+        "{run:#?}"
+    );
+    let requests = server.requests_for(&root_image());
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0].header("range"), None);
+    node.assert_written("1.2.0");
+    assert!(
+        !node
+            .sysroot()
+            .join("var/lib/updog/download-checkpoint.json")
+            .exists()
+    );
+}
+
+#[test]
+fn max_rate_holds_the_image_downloads_to_at_least_their_size_over_the_rate() {
+    if !tools() {
+        return;
+    }
+    let server = serve_world();
+    let node = TestNode::on_image_file("1.1.0");
+    node.configure(newest(), &server.base_url(), "");
+    let names = image_names("1.2.0");
+    let images: u64 = [&names.root, &names.boot, &names.hash]
+        .iter()
+        .map(|name| published(name).len() as u64)
+        .sum();
+    let rate = 20_000;
+    let started = Instant::now();
+    let run = node.updog(&["update-image", "--max-rate", &rate.to_string()]);
+    let took = started.elapsed();
+    assert_updated(&run, "1.2.0", "Update applied: aws-dev 1.2.0\n");
+    node.assert_written("1.2.0");
+    // The images alone, less the bucket's quarter second of burst: a lower bound only.
+    let at_least = Duration::from_secs_f64((images - rate / 4) as f64 / rate as f64);
+    assert!(
+        took >= at_least,
+        "{images} bytes at {rate} B/s took {took:?}"
     );
 }
 

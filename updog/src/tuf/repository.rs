@@ -196,6 +196,55 @@ impl Repository {
         }))
     }
 
+    /// Streams `target` from byte `offset` on through `transport` (a Range request), continuing a download a
+    /// checkpoint recorded: `sha256` is the state over the first `offset` bytes. Verified as
+    /// [`Repository::stream_target`]'s stream, over the whole target: the length, and the sha256 (only sha256: a
+    /// midstate of another algorithm is not kept, so the target must list sha256).
+    pub async fn stream_target_from(
+        &self,
+        target: &FoundTarget,
+        transport: &crate::fetch::ResumingTransport,
+        offset: u64,
+        sha256: crate::checkpoint::ResumableSha256,
+    ) -> Result<VerifiedStream, TufError> {
+        let url = self.target_url(target)?;
+        let want = target
+            .file
+            .hashes
+            .get("sha256")
+            .ok_or_else(|| TufError::BadTarget {
+                name: target.name.clone(),
+                detail: "it lists no sha256, so its download cannot be resumed".into(),
+            })?
+            .to_ascii_lowercase();
+        if sha256.len() != offset || offset > target.file.length {
+            return Err(TufError::Refused {
+                detail: format!(
+                    "cannot resume '{}' at byte {offset}: the hash state covers {} bytes of {}",
+                    target.name,
+                    sha256.len(),
+                    target.file.length
+                ),
+            });
+        }
+        let inner = match transport.fetch_from(url.clone(), offset).await {
+            Ok(stream) => stream,
+            Err(e) => return Err(transport_error(&url, &e)),
+        };
+        Ok(Box::pin(Verifying {
+            inner,
+            url,
+            name: target.name.clone(),
+            expected_len: target.file.length,
+            received: offset,
+            hashers: Hashers {
+                sha256: Some((Sha256::Resumed(sha256), want)),
+                sha512: None,
+            },
+            done: false,
+        }))
+    }
+
     /// The whole target `name`, found and verified.
     pub async fn read_target(&mut self, name: &str) -> Result<Vec<u8>, TufError> {
         let target = self.find_target(name).await?;
@@ -405,8 +454,30 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// The hashes a target lists that this client computes (sha256, sha512); at least one is required.
 struct Hashers {
-    sha256: Option<(sha2::Sha256, String)>,
+    sha256: Option<(Sha256, String)>,
     sha512: Option<(sha2::Sha512, String)>,
+}
+
+/// sha256 from the start (sha2's, the fastest), or continued from a checkpoint's midstate.
+enum Sha256 {
+    Fresh(sha2::Sha256),
+    Resumed(crate::checkpoint::ResumableSha256),
+}
+
+impl Sha256 {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Sha256::Fresh(h) => h.update(bytes),
+            Sha256::Resumed(h) => h.update(bytes),
+        }
+    }
+
+    fn hex(self) -> String {
+        match self {
+            Sha256::Fresh(h) => hex::encode(h.finalize()),
+            Sha256::Resumed(h) => hex::encode(h.finalize()),
+        }
+    }
 }
 
 impl Hashers {
@@ -415,7 +486,7 @@ impl Hashers {
         let hashers = Self {
             sha256: hashes
                 .get("sha256")
-                .map(|h| (sha2::Sha256::new(), h.to_ascii_lowercase())),
+                .map(|h| (Sha256::Fresh(sha2::Sha256::new()), h.to_ascii_lowercase())),
             sha512: hashes
                 .get("sha512")
                 .map(|h| (sha2::Sha512::new(), h.to_ascii_lowercase())),
@@ -444,7 +515,7 @@ impl Hashers {
     /// The first hash that differs: (algorithm, computed, listed).
     fn mismatch(&mut self) -> Option<(&'static str, String, String)> {
         if let Some((h, want)) = self.sha256.take() {
-            let got = hex::encode(h.finalize());
+            let got = h.hex();
             if got != want {
                 return Some(("sha256", got, want));
             }
