@@ -122,6 +122,7 @@ fn run_updog(paths: &NodePaths, command: updog::cli::Command, name: &'static str
         arch: None,
         reboot: false,
         disk: None,
+        max_rate: None,
         command,
     };
     updog::cli::run(&cli)
