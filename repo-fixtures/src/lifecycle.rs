@@ -317,7 +317,10 @@ pub fn boot_chain(node: &Node, binaries: &Binaries) -> Result<BootChain, Lifecyc
 /// `updog mark-successful-boot` on the node, as its last boot unit runs it; returns updog's stderr (its log).
 pub fn mark_successful_boot(node: &Node, binaries: &Binaries) -> Result<String, LifecycleError> {
     let output = Command::new(&binaries.updog)
+        // The node's disk named explicitly: a node without updog.toml yet (`node create`) still knows its disk.
         .args(updog_args(node, &["mark-successful-boot"]))
+        .arg("--disk")
+        .arg(node.disk())
         .output()
         .context(SpawnSnafu {
             program: binaries.updog.as_os_str(),
