@@ -58,12 +58,40 @@ pub fn run_detached(invocation: &Invocation) -> u8 {
     }
 }
 
-/// Takes the lock (64 when held), sends the log to `<cmd>.log`, reads the config, loads the status (creating it,
+/// How long a command waits for a holder whose command has already ended (its final status written, the process
+/// exiting) before answering "busy".
+const FINISHING_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The lock. Held by a running command: refused at once (64). Held by one whose command has ended — the status
+/// says so, the process is on its way out — waited for, briefly: a client that saw the command finish and sends
+/// the next one is not told "busy" by the previous one's exit.
+fn take_lock(paths: &NodePaths) -> Result<nodeio::Lock> {
+    let deadline = std::time::Instant::now() + FINISHING_GRACE;
+    loop {
+        match nodeio::Lock::at(&paths.lock(), LOCK_RESOURCE) {
+            Ok(lock) => return Ok(lock),
+            Err(held @ nodeio::LockError::Held { .. }) => {
+                let finishing = StatusFile::new(paths.status())
+                    .load()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|status| status.update_progress.is_none());
+                if !finishing || std::time::Instant::now() >= deadline {
+                    return Err(error::Error::from_lock(held));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(other) => return Err(error::Error::from_lock(other)),
+        }
+    }
+}
+
+/// Takes the lock (64 when held by a running command), sends the log to `<cmd>.log`, reads the config, loads the status (creating it,
 /// or recording a command that died mid-way), checks the transition (65, 66, 67) and records the command as running.
 pub fn accept(invocation: &Invocation) -> Result<Accepted> {
     let command = invocation.command;
     let paths = NodePaths::new(&invocation.sysroot);
-    let lock = nodeio::Lock::at(&paths.lock(), LOCK_RESOURCE).map_err(error::Error::from_lock)?;
+    let lock = take_lock(&paths)?;
     paths.ensure_status_dir()?;
     open_log(&paths, command)?;
     updog::logging::init(invocation.log_level);
