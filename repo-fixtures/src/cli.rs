@@ -34,7 +34,8 @@ pub enum Command {
     List,
     /// The main job: a whole update lifecycle on a simulated node (disk-image file, local signed repository served
     /// over HTTP, the real binaries): 1.0.0 → boot → check → update → reboot → migrate → mark, then on through the
-    /// API (apiserver, apiclient update apply --reboot) → reboot → migrate → mark.
+    /// API (apiserver, apiclient update apply --reboot) → reboot: 1.2.0 fails the node's health check → fallback to
+    /// 1.1.0, recorded as rolled back, skipped by check-update → applied on purpose with --image → reboot → mark.
     Demo(DemoArgs),
     /// A simulated node kept in a directory, to build, boot and poke at by hand.
     Node(NodeArgs),

@@ -443,6 +443,10 @@ pub fn run_lifecycle(
         settings_line(&read_settings(&datastore_dir)?)
     ));
 
+    // A release that boots but is broken: this node's health check (the operator's own test of the workload) fails
+    // on 1.2.0. The next update will show the fallback.
+    let health_check = install_demo_health_check(&node, RELEASES[2])?;
+
     // The API: the same node driven as a fleet drives it, through apiserver and apiclient.
     let server = ApiServer::start(binaries, &node).context(ApiSnafu)?;
     report.say(format!(
@@ -479,22 +483,106 @@ pub fn run_lifecycle(
     ));
     // A reboot stops every process: the API server too.
     server.stop().context(ApiSnafu)?;
+    let chain = boot_chain(&node, binaries)?;
+    let broken = chain
+        .booted
+        .release
+        .clone()
+        .expect("the node carries images");
+    let why = chain.failed.as_ref().map_or_else(
+        || "no failure?".to_string(),
+        |e| {
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .find(|l| l.contains("Health check"))
+                .unwrap_or("")
+                .trim();
+            // "Health check 'x' failed (exit status: 1); the boot is not marked successful: …" → its first clause.
+            line.split(';').next().unwrap_or(line).to_string()
+        },
+    );
+    report.say(format!(
+        "12. Rebooted into set {:?}: dm-verity OK, os-release says {}; migrator ran; {why} — boot NOT marked",
+        chain.booted.set, broken.version_id
+    ));
+    // Its one try spent and never marked: the bootloader falls back; migrator takes the settings back; the boot
+    // chain records the version the node fell back from.
+    let fallback = boot_and_settle(&node, binaries)?;
+    let back = fallback.release.clone().expect("the node carries images");
+    report.say(format!(
+        "13. Rebooted again: the bootloader fell back to set {:?}, os-release says {}; migrator {} → {}; boot marked \
+         successful; {} recorded in /var/lib/updog/rolled-back.json",
+        fallback.set, back.version_id, broken.version_id, back.version_id, broken.version_id
+    ));
+    let skipped = run_allowing_failure(
+        binaries.updog.as_os_str(),
+        &updog_args(&node, &["check-update"]),
+    )?;
+    report.say(format!("14. updog check-update → {}", skipped.trim()));
+    // The operator fixes what the check caught (here: the check itself) and applies the release on purpose.
+    std::fs::remove_file(&health_check).context(IoSnafu {
+        path: &health_check,
+    })?;
+    let again = run(
+        binaries.updog.as_os_str(),
+        &updog_args(&node, &["update", "--image", RELEASES[2]]),
+    )?;
+    report.say(format!(
+        "15. Health check fixed; updog update --image {} (named on purpose) → {}",
+        RELEASES[2],
+        again.trim()
+    ));
     let booted = boot_and_settle(&node, binaries)?;
     let release = booted.release.clone().expect("the node carries images");
     report.version_after = release.version_id.clone();
     report.settings_after = read_settings(&datastore_dir)?;
     report.say(format!(
-        "12. Rebooted into set {:?}: dm-verity OK, os-release says {}; migrator ran, boot marked successful",
+        "16. Rebooted into set {:?}: dm-verity OK, os-release says {}; migrator ran, boot marked successful",
         booted.set, release.version_id
     ));
     report.say(format!(
-        "13. Settings after {} → {} → {}: {}",
+        "17. Settings after {} → {} → {}: {}",
         report.version_before,
         RELEASES[1],
         report.version_after,
         settings_line(&report.settings_after)
     ));
     Ok((report, published.server))
+}
+
+/// Puts a health check on the node that fails when the booted release is `broken_version` (the demo's broken
+/// release); returns its path.
+fn install_demo_health_check(node: &Node, broken_version: &str) -> Result<PathBuf, LifecycleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = node.sysroot().join("etc/updog/health.d");
+    std::fs::create_dir_all(&dir).context(IoSnafu { path: &dir })?;
+    let path = dir.join("50-demo-workload");
+    let script = format!(
+        "#!/bin/sh\n# The demo's stand-in for a workload test: release {broken_version} \"boots but is broken\".\n\
+         if grep -qx 'VERSION_ID={broken_version}' \"$UPDOG_SYSROOT/usr/lib/os-release\"; then\n\
+         echo 'workload test failed on {broken_version}' >&2; exit 1\nfi\n"
+    );
+    std::fs::write(&path, script).context(IoSnafu { path: &path })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .context(IoSnafu { path: &path })?;
+    Ok(path)
+}
+
+/// Runs `program`; its stdout, or when it fails, its stderr (a refusal the demo shows).
+fn run_allowing_failure(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+) -> Result<String, LifecycleError> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .context(SpawnSnafu { program })?;
+    Ok(if output.status.success() {
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    } else {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    })
 }
 
 fn settings_line(settings: &[(String, String)]) -> String {

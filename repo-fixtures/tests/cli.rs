@@ -139,6 +139,12 @@ fn demo_runs_the_whole_update_lifecycle() {
         "apiclient set motd=… → apiclient get settings.motd → \"settings survive updates\"",
         "apiclient update check → update_state \"Available\", chosen_update \"1.2.0\"",
         "reboot requested (1 request)",
+        "Rebooted into set A: dm-verity OK, os-release says 1.2.0; migrator ran; Health check '50-demo-workload' failed",
+        "boot NOT marked",
+        "the bootloader fell back to set B, os-release says 1.1.0; migrator 1.2.0 → 1.1.0; boot marked successful; \
+         1.2.0 recorded in /var/lib/updog/rolled-back.json",
+        "updog check-update → No update available: aws-dev 1.2.0 was rolled back on this node",
+        "updog update --image 1.2.0 (named on purpose) → Update applied: aws-dev 1.2.0",
         "Rebooted into set A: dm-verity OK, os-release says 1.2.0; migrator ran, boot marked successful",
         "settings.network.hostname=\"demo-node\"",
     ] {
