@@ -407,12 +407,41 @@ pub fn run_lifecycle(
         &updog_args(&node, &["check-update"]),
     )?;
     report.say(format!("4. updog check-update → {}", check.trim()));
-    let update = run(
+    // A download cut off by a crash: the server stalls ROOT at 90 %, updog is killed with SIGKILL there; its
+    // rerun continues from the last durable checkpoint with a Range request instead of byte 0.
+    let (killed_at, checkpointed, root_len) =
+        kill_update_at_90_percent(&node, binaries, &published)?;
+    report.say(format!(
+        "5a. updog update --image {} killed (SIGKILL) with ROOT at byte {killed_at} of {root_len} ({} %); last \
+         durable checkpoint at byte {checkpointed}",
+        RELEASES[1],
+        killed_at * 100 / root_len.max(1)
+    ));
+    let update = run_logged(
         binaries.updog.as_os_str(),
         &updog_args(&node, &["update", "--image", RELEASES[1]]),
     )?;
+    let resumed = update
+        .1
+        .lines()
+        .find(|l| l.contains("Resuming the root image"))
+        .map_or_else(
+            || "(not resumed!)".to_string(),
+            |l| {
+                l.split("Resuming")
+                    .nth(1)
+                    .map_or(l, |r| r)
+                    .trim()
+                    .to_string()
+            },
+        );
     report.say(format!(
-        "5. updog update --image {} → {}",
+        "    rerun: resuming {resumed}; {} bytes of ROOT fetched twice",
+        killed_at.saturating_sub(checkpointed)
+    ));
+    let update = update.0;
+    report.say(format!(
+        "5b. updog update --image {} → {}",
         RELEASES[1],
         update.trim()
     ));
@@ -567,6 +596,85 @@ fn install_demo_health_check(node: &Node, broken_version: &str) -> Result<PathBu
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .context(IoSnafu { path: &path })?;
     Ok(path)
+}
+
+/// Runs `updog update --image` on `node` with the server stalling that release's ROOT at 90 %, kills it with SIGKILL
+/// once a checkpoint near there is durable, and lifts the stall: (the byte it stalled at, the checkpointed byte,
+/// ROOT's compressed length).
+fn kill_update_at_90_percent(
+    node: &Node,
+    binaries: &Binaries,
+    published: &Published,
+) -> Result<(u64, u64, u64), LifecycleError> {
+    use crate::http::{AfterStall, Fault, PathMatch, Rule};
+    // Small checkpoints for the small fixture image (a real one uses updog's 16 MiB default).
+    let toml = node.sysroot().join("etc/updog.toml");
+    let mut text = std::fs::read_to_string(&toml).context(IoSnafu { path: &toml })?;
+    text.push_str("checkpoint_interval_bytes = 4096\n");
+    std::fs::write(&toml, text).context(IoSnafu { path: &toml })?;
+
+    let root = chain::image_names(VARIANTS[0], node_arch(), RELEASES[1]).root;
+    let file = published.repo.target_file(&root).context(ChainSnafu)?;
+    let root_len = std::fs::metadata(&file)
+        .context(IoSnafu { path: &file })?
+        .len();
+    let stall_at = (root_len * 9).div_ceil(10);
+    let rule = published.server.add_rule(Rule::new(
+        PathMatch::suffix(root.clone()),
+        Fault::StallAfter {
+            bytes: stall_at,
+            duration: std::time::Duration::from_secs(60),
+            then: AfterStall::Continue,
+        },
+    ));
+    let mut updog = Command::new(&binaries.updog)
+        .args(updog_args(node, &["update", "--image", RELEASES[1]]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context(SpawnSnafu {
+            program: binaries.updog.as_os_str(),
+        })?;
+    let checkpoint = node
+        .sysroot()
+        .join("var/lib/updog/download-checkpoint.json");
+    let offset = || -> Option<u64> {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&checkpoint).ok()?).ok()?;
+        let current = &json["current"];
+        (current["signed"]["image"] == "root")
+            .then(|| current["resume"]["position"]["compressed"].as_u64())?
+    };
+    // Wait for a durable checkpoint past 70 % (checkpoints come every 4 KiB up to the stall).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while offset().is_none_or(|o| o * 10 < root_len * 7) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = updog.kill();
+    let _ = updog.wait();
+    published.server.remove_rule(rule);
+    let checkpointed = offset().context(NoCheckpointSnafu { stall_at })?;
+    Ok((stall_at, checkpointed, root_len))
+}
+
+/// Runs `program`, requiring success: (stdout, stderr).
+fn run_logged(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+) -> Result<(String, String), LifecycleError> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .context(SpawnSnafu { program })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure!(
+        output.status.success(),
+        StepFailedSnafu {
+            step: "updog update (resumed)",
+            output: stderr.clone(),
+        }
+    );
+    Ok((String::from_utf8_lossy(&output.stdout).into_owned(), stderr))
 }
 
 /// Runs `program`; its stdout, or when it fails, its stderr (a refusal the demo shows).
@@ -809,4 +917,8 @@ pub enum LifecycleError {
     },
     #[snafu(display("{step} failed:\n{output}"))]
     StepFailed { step: String, output: String },
+    #[snafu(display(
+        "updog left no download checkpoint for ROOT before it was killed (the server stalled it at byte {stall_at})"
+    ))]
+    NoCheckpoint { stall_at: u64 },
 }

@@ -134,6 +134,8 @@ fn demo_runs_the_whole_update_lifecycle() {
     for expected in [
         "os-release says 1.0.0; marked successful",
         "updog check-update → aws-dev 1.2.0",
+        "updog update --image 1.1.0 killed (SIGKILL) with ROOT at byte",
+        "rerun: resuming the root image from a checkpoint: byte",
         "updog update --image 1.1.0 → Update applied: aws-dev 1.1.0",
         "Rebooted into set B (tries left 0): dm-verity OK, os-release says 1.1.0",
         "apiclient set motd=… → apiclient get settings.motd → \"settings survive updates\"",
